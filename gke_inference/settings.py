@@ -1,0 +1,381 @@
+"""Typed settings of the platform stack, parsed once before any resource exists.
+
+Stack config lives under the project namespace (``gke-inference:<key>``) in
+``Pulumi.<env>.yaml``. Structured values are objects (``pulumi config set
+--path``). Every key is camelCase in YAML and snake_case here.
+
+Defaults are production-grade: private nodes, Shielded Nodes, Workload
+Identity, no public control plane. A production stack (``environment: prod``
+or ``production: true``) must also keep secrets encryption, deletion
+protection and Binary Authorization on: turning them off there is an error,
+not a silent downgrade.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import typing
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+
+import pydantic
+from pydantic import Field
+
+from gke_inference.errors import Problem, SettingsError
+from gke_inference.validation import StrictModel, describe_pattern, format_path, problems_from
+
+PROJECT_NAMESPACE = "gke-inference"
+
+_PROJECT_ID = describe_pattern(
+    r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$",
+    "a GCP project id: 6-30 lowercase letters, digits or hyphens, starting with a letter",
+)
+_REGION = describe_pattern(r"^[a-z]+-[a-z]+[0-9]+$", "a GCP region such as us-east4")
+_ZONE = describe_pattern(r"^[a-z]+-[a-z]+[0-9]+-[a-z]$", "a GCP zone such as us-east4-a")
+_DNS_LABEL = describe_pattern(
+    r"^[a-z]([a-z0-9-]*[a-z0-9])?$",
+    "a DNS label: lowercase letters, digits and hyphens, starting with a letter",
+)
+_LABEL_KEY = describe_pattern(
+    r"^[a-z][a-z0-9_-]{0,62}$", "a GCP label key: lowercase letter first, then [a-z0-9_-]"
+)
+_LABEL_VALUE = describe_pattern(r"^[a-z0-9_-]{0,63}$", "a GCP label value: [a-z0-9_-], <= 63")
+_MACHINE_TYPE = describe_pattern(
+    r"^[a-z0-9]+-[a-z0-9-]+$", "a Compute Engine machine type such as n4-standard-4"
+)
+
+Cidr = Annotated[ipaddress.IPv4Network, Field(description="IPv4 CIDR, e.g. 10.128.0.0/20")]
+
+
+class AuthorizedNetwork(StrictModel):
+    cidr: Cidr
+    display_name: str = Field(min_length=1, max_length=64)
+
+    @pydantic.field_validator("cidr")
+    @classmethod
+    def _not_the_internet(cls, value: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
+        if value.prefixlen == 0:
+            raise ValueError(
+                "0.0.0.0/0 would open the control plane to the whole internet; list the "
+                "CIDRs of your offices, VPN or CI runners, or keep privateEndpoint: true "
+                "and use the DNS endpoint"
+            )
+        return value
+
+
+class ExistingNetwork(StrictModel):
+    """Bring-your-own VPC: names of resources that already exist in the project."""
+
+    network: str = Field(min_length=1)
+    subnetwork: str = Field(min_length=1)
+    pod_range_name: str = Field(min_length=1)
+    service_range_name: str = Field(min_length=1)
+
+
+class NetworkSettings(StrictModel):
+    mode: Literal["create", "existing"] = "create"
+    existing: ExistingNetwork | None = None
+    node_cidr: Cidr = ipaddress.IPv4Network("10.128.0.0/20")
+    pod_cidr: Cidr = ipaddress.IPv4Network("10.64.0.0/14")
+    service_cidr: Cidr = ipaddress.IPv4Network("10.68.0.0/20")
+    proxy_only_cidr: Cidr = ipaddress.IPv4Network("10.128.16.0/23")
+    control_plane_cidr: Cidr = ipaddress.IPv4Network("172.16.0.32/28")
+    flow_logs: bool = False
+    nat_logging: Literal["ERRORS_ONLY", "TRANSLATIONS_ONLY", "ALL"] = "ERRORS_ONLY"
+
+
+class MaintenanceWindow(StrictModel):
+    """A recurring window (RFC 5545 RRULE); GKE needs >= 48h of windows per 32 days."""
+
+    start_time: datetime = datetime.fromisoformat("2026-01-03T03:00:00+00:00")
+    end_time: datetime = datetime.fromisoformat("2026-01-03T11:00:00+00:00")
+    recurrence: str = Field(default="FREQ=WEEKLY;BYDAY=SA,SU", pattern=r"^FREQ=(DAILY|WEEKLY)")
+
+    @pydantic.model_validator(mode="after")
+    def _long_enough(self) -> MaintenanceWindow:
+        if self.end_time - self.start_time < timedelta(hours=4):
+            raise ValueError("the window must last at least 4 hours (endTime - startTime)")
+        return self
+
+
+class SystemPool(StrictModel):
+    """Nodes for platform add-ons (Standard mode only); tainted for managed components."""
+
+    machine_type: str = Field(default="n4-standard-4", pattern=_MACHINE_TYPE)
+    disk_type: Literal["hyperdisk-balanced", "pd-balanced", "pd-ssd"] = "hyperdisk-balanced"
+    disk_size_gb: int = Field(default=100, ge=50, le=2000)
+    min_nodes_per_zone: int = Field(default=1, ge=0, le=100)
+    max_nodes_per_zone: int = Field(default=3, ge=1, le=1000)
+
+    @pydantic.model_validator(mode="after")
+    def _bounds(self) -> SystemPool:
+        if self.max_nodes_per_zone < self.min_nodes_per_zone:
+            raise ValueError("maxNodesPerZone must be >= minNodesPerZone")
+        return self
+
+
+class ClusterSettings(StrictModel):
+    mode: Literal["standard", "autopilot"] = "standard"
+    release_channel: Literal["RAPID", "REGULAR", "STABLE"] = "REGULAR"
+    private_endpoint: bool = True
+    authorized_networks: list[AuthorizedNetwork] = Field(default_factory=list, max_length=50)
+    dns_endpoint: bool = True
+    deletion_protection: bool | None = None
+    node_locations: list[Annotated[str, Field(pattern=_ZONE)]] | None = None
+    system_pool: SystemPool = SystemPool()
+    maintenance_window: MaintenanceWindow = MaintenanceWindow()
+    gateway_api_channel: Literal["CHANNEL_STANDARD", "CHANNEL_EXPERIMENTAL"] = "CHANNEL_STANDARD"
+    hpa_profile: Literal["PERFORMANCE", "NONE"] = "PERFORMANCE"
+    security_posture: Literal["BASIC", "ENTERPRISE"] = "BASIC"
+    vulnerability_scanning: Literal[
+        "VULNERABILITY_DISABLED", "VULNERABILITY_BASIC", "VULNERABILITY_ENTERPRISE"
+    ] = "VULNERABILITY_ENTERPRISE"
+    cost_allocation: bool = True
+
+
+class SecuritySettings(StrictModel):
+    secrets_encryption: bool = True
+    kms_rotation_days: int = Field(default=90, ge=1, le=365)
+    binary_authorization: Literal["enforced", "disabled"] | None = None
+    enable_apis: bool = True
+
+
+class RemoteRepository(StrictModel):
+    name: str = Field(pattern=_DNS_LABEL, max_length=63)
+    upstream: Literal["docker-hub", "ghcr", "nvcr", "quay"]
+
+
+class RegistrySettings(StrictModel):
+    repository: str = Field(default="inference", pattern=_DNS_LABEL, max_length=63)
+    immutable_tags: bool | None = None
+    keep_recent_versions: int = Field(default=20, ge=1, le=1000)
+    remotes: list[RemoteRepository] = Field(
+        default_factory=lambda: [RemoteRepository(name="docker-hub", upstream="docker-hub")]
+    )
+
+
+LoggingComponent = Literal[
+    "SYSTEM_COMPONENTS", "WORKLOADS", "APISERVER", "CONTROLLER_MANAGER", "SCHEDULER",
+    "KCP_HPA", "KCP_CONNECTION", "KCP_SSHD",
+]  # fmt: skip
+MonitoringComponent = Literal[
+    "SYSTEM_COMPONENTS", "APISERVER", "SCHEDULER", "CONTROLLER_MANAGER", "STORAGE", "HPA",
+    "POD", "DAEMONSET", "DEPLOYMENT", "STATEFULSET", "KUBELET", "CADVISOR", "DCGM", "JOBSET",
+]  # fmt: skip
+DEFAULT_LOGGING: tuple[LoggingComponent, ...] = (
+    "SYSTEM_COMPONENTS", "WORKLOADS", "APISERVER", "CONTROLLER_MANAGER", "SCHEDULER", "KCP_HPA",
+)  # fmt: skip
+# DCGM exposes NVIDIA GPU metrics (utilization, memory, power) to Cloud Monitoring.
+DEFAULT_MONITORING: tuple[MonitoringComponent, ...] = typing.get_args(MonitoringComponent)
+
+
+class ObservabilitySettings(StrictModel):
+    auto_monitoring: Literal["ALL", "NONE"] = "ALL"
+    logging_components: list[LoggingComponent] = Field(default_factory=lambda: [*DEFAULT_LOGGING])
+    monitoring_components: list[MonitoringComponent] = Field(
+        default_factory=lambda: [*DEFAULT_MONITORING]
+    )
+
+
+class PlatformSettings(StrictModel):
+    """Everything the platform stack reads from its config, validated."""
+
+    project: str = Field(pattern=_PROJECT_ID)
+    region: str = Field(default="us-east4", pattern=_REGION)
+    environment: str = Field(pattern=_DNS_LABEL, max_length=12)
+    production: bool | None = None
+    name_prefix: str = Field(default="inf", pattern=_DNS_LABEL, max_length=8)
+    labels: dict[
+        Annotated[str, Field(pattern=_LABEL_KEY)], Annotated[str, Field(pattern=_LABEL_VALUE)]
+    ] = Field(default_factory=dict, max_length=48)
+    network: NetworkSettings = NetworkSettings()
+    cluster: ClusterSettings = ClusterSettings()
+    security: SecuritySettings = SecuritySettings()
+    registry: RegistrySettings = RegistrySettings()
+    observability: ObservabilitySettings = ObservabilitySettings()
+    inference: dict[str, Any] = Field(default_factory=dict)
+
+    # Derived facts: one place decides what "production" implies.
+    @property
+    def is_production(self) -> bool:
+        return self.production if self.production is not None else self.environment == "prod"
+
+    @property
+    def cluster_name(self) -> str:
+        return f"{self.name_prefix}-{self.environment}"
+
+    @property
+    def deletion_protection(self) -> bool:
+        explicit = self.cluster.deletion_protection
+        return self.is_production if explicit is None else explicit
+
+    @property
+    def binary_authorization_enforced(self) -> bool:
+        explicit = self.security.binary_authorization
+        return self.is_production if explicit is None else explicit == "enforced"
+
+    @property
+    def immutable_tags(self) -> bool:
+        explicit = self.registry.immutable_tags
+        return self.is_production if explicit is None else explicit
+
+    @property
+    def autopilot(self) -> bool:
+        return self.cluster.mode == "autopilot"
+
+    @property
+    def workload_pool(self) -> str:
+        return f"{self.project}.svc.id.goog"
+
+    @property
+    def common_labels(self) -> dict[str, str]:
+        """Labels every labelable GCP resource carries (policy checks for them)."""
+        return {
+            **self.labels,
+            "environment": self.environment,
+            "managed-by": "pulumi",
+            "platform": "gke-inference",
+        }
+
+
+Adder = typing.Callable[[str, str], None]
+
+
+def _network_problems(net: NetworkSettings, add: Adder) -> None:
+    if net.mode == "existing" and net.existing is None:
+        add("network.existing", "is required when network.mode is 'existing'")
+    if net.mode != "create":
+        return
+    ranges = {
+        "nodeCidr": net.node_cidr,
+        "podCidr": net.pod_cidr,
+        "serviceCidr": net.service_cidr,
+        "proxyOnlyCidr": net.proxy_only_cidr,
+        "controlPlaneCidr": net.control_plane_cidr,
+    }
+    names = list(ranges)
+    for i, a in enumerate(names):
+        if not ranges[a].is_private:
+            add(f"network.{a}", f"{ranges[a]} is not a private (RFC 1918) range")
+        for b in names[i + 1 :]:
+            if ranges[a].overlaps(ranges[b]):
+                add(
+                    f"network.{a}",
+                    f"{ranges[a]} overlaps network.{b} ({ranges[b]}); "
+                    "node, pod, service, proxy-only and control-plane ranges must be disjoint",
+                )
+    if net.control_plane_cidr.prefixlen != 28:
+        add("network.controlPlaneCidr", f"{net.control_plane_cidr} must be a /28")
+    if net.node_cidr.prefixlen > 24:
+        add("network.nodeCidr", f"{net.node_cidr} is smaller than /24; too few node IPs")
+
+
+def _cluster_problems(cluster: ClusterSettings, region: str | None, add: Adder) -> None:
+    if not cluster.private_endpoint and not cluster.authorized_networks:
+        add(
+            "cluster.authorizedNetworks",
+            "must list at least one CIDR when privateEndpoint is false "
+            "(a public endpoint open to every address is not allowed)",
+        )
+    for i, zone in enumerate(cluster.node_locations or []):
+        if region and not zone.startswith(f"{region}-"):
+            add(f"cluster.nodeLocations.{i}", f"zone {zone!r} is not in region {region!r}")
+
+
+def _production_problems(s: PlatformSettings, add: Adder) -> None:
+    if not s.is_production:
+        return
+    if not s.security.secrets_encryption:
+        add("security.secretsEncryption", "must be true in a production stack (got false)")
+    if s.cluster.deletion_protection is False:
+        add("cluster.deletionProtection", "must be true in a production stack (got false)")
+    if s.security.binary_authorization == "disabled":
+        add("security.binaryAuthorization", "must be 'enforced' in a production stack")
+
+
+def _consistency_problems(
+    data: Mapping[str, Any], settings: PlatformSettings | None, prefix: str
+) -> list[Problem]:
+    """Rules that span several fields.
+
+    When the whole config failed shape validation, each section that is valid
+    on its own is still checked, so one run reports every problem.
+    """
+    problems: list[Problem] = []
+
+    def add(path: str, message: str) -> None:
+        problems.append(Problem(format_path(prefix, path.split(".")), message))
+
+    if settings is not None:
+        _network_problems(settings.network, add)
+        _cluster_problems(settings.cluster, settings.region, add)
+        _production_problems(settings, add)
+        return problems
+    network = _section(NetworkSettings, data.get("network"))
+    if network is not None:
+        _network_problems(network, add)
+    cluster = _section(ClusterSettings, data.get("cluster"))
+    if cluster is not None:
+        region = data.get("region")
+        _cluster_problems(cluster, region if isinstance(region, str) else None, add)
+    return problems
+
+
+def _section(model: type[StrictModel], value: Any) -> Any:
+    try:
+        return model.model_validate(value if value is not None else {})
+    except pydantic.ValidationError:
+        return None
+
+
+def _fix_index_paths(problems: list[Problem]) -> list[Problem]:
+    # format_path got "nodeLocations.3" style parts from _consistency_problems; show [3].
+    return [Problem(re.sub(r"\.(\d+)(?=\.|$)", r"[\1]", p.path), p.message) for p in problems]
+
+
+def parse_settings(raw: Mapping[str, Any], stack: str) -> PlatformSettings:
+    """Validate the project-namespace config values; raise one SettingsError listing all."""
+    prefix = f"{PROJECT_NAMESPACE}:"
+    data = dict(raw)
+    data.setdefault("environment", stack)
+    subject = f"Invalid configuration for stack {stack!r}"
+    try:
+        settings = PlatformSettings.model_validate(data)
+    except pydantic.ValidationError as exc:
+        problems = problems_from(exc, PlatformSettings, prefix)
+        for p in problems:
+            if p.path == f"{prefix}project" and "required" in p.message:
+                problems[problems.index(p)] = Problem(
+                    p.path,
+                    "is required but not set; set it with "
+                    "`pulumi config set gke-inference:project <gcp-project-id>`",
+                )
+        problems += _fix_index_paths(_consistency_problems(data, None, prefix))
+        raise SettingsError(subject, problems) from None
+    problems = _fix_index_paths(_consistency_problems(data, settings, prefix))
+    if problems:
+        raise SettingsError(subject, problems)
+    return settings
+
+
+def decode_config_value(value: Any) -> Any:
+    """Pulumi hands structured config to programs as JSON text; decode it."""
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def project_config(all_config: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``gke-inference:*`` keys of a full config map, decoded."""
+    prefix = f"{PROJECT_NAMESPACE}:"
+    return {
+        key[len(prefix) :]: decode_config_value(value)
+        for key, value in all_config.items()
+        if key.startswith(prefix)
+    }
