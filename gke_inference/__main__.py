@@ -1,0 +1,3 @@
+from gke_inference.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,318 @@
+"""The offline plan: run a real Pulumi program under the mock runtime and record it.
+
+Nothing here talks to a cloud or needs the Pulumi CLI. The recording holds what
+the engine would receive for every resource (type, name, parent, options and
+camelCase inputs), so reviewers, tests and the policy pack all look at the
+same shapes ``pulumi preview`` produces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc
+from pulumi.runtime import settings as pulumi_settings
+from pulumi.runtime.config import set_all_config
+from pulumi.runtime.stack import run_in_stack
+from pulumi.runtime.sync_await import _ensure_event_loop
+
+SECRET_MASK = "[secret]"
+STACK_TYPE = "pulumi:pulumi:Stack"
+FAKE_PROJECT_NUMBER = "123456789012"
+
+_log = logging.getLogger("gke_inference.offline")
+
+
+@dataclass
+class RecordedResource:
+    urn: str
+    type: str
+    name: str
+    parent: str | None
+    custom: bool
+    inputs: dict[str, Any]
+    protect: bool
+    provider: str | None
+    depends_on: list[str]
+    read: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "urn": self.urn,
+            "type": self.type,
+            "name": self.name,
+            "parent": self.parent,
+            "custom": self.custom,
+            "inputs": self.inputs,
+            "protect": self.protect,
+            "provider": self.provider,
+            "dependsOn": self.depends_on,
+        }
+        if self.read:
+            out["read"] = True
+        if self.options:
+            out["options"] = self.options
+        return out
+
+
+@dataclass
+class Plan:
+    project: str
+    stack: str
+    resources: list[RecordedResource]
+    outputs: dict[str, Any]
+    secret_outputs: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "project": self.project,
+            "stack": self.stack,
+            "resources": [r.to_json() for r in self.resources],
+            "outputs": self.outputs,
+        }
+
+    def by_type(self, type_: str) -> list[RecordedResource]:
+        return [r for r in self.resources if r.type == type_]
+
+    def one(self, type_: str, name: str | None = None) -> RecordedResource:
+        found = [r for r in self.by_type(type_) if name is None or r.name == name]
+        if len(found) != 1:
+            raise LookupError(f"expected one {type_} named {name!r}, found {len(found)}")
+        return found[0]
+
+
+def mask_secrets(value: Any) -> tuple[Any, bool]:
+    """Replace every secret in a deserialized value by a mask; say whether any was found."""
+    if rpc.is_rpc_secret(value):
+        return SECRET_MASK, True
+    if isinstance(value, dict):
+        found = False
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out[key], secret = mask_secrets(item)
+            found = found or secret
+        return out, found
+    if isinstance(value, list):
+        items = [mask_secrets(v) for v in value]
+        return [v for v, _ in items], any(s for _, s in items)
+    return value, False
+
+
+def _urn_of_ref(ref: str) -> str | None:
+    # Provider references are "<urn>::<id>"; the URN itself contains "::".
+    if not ref:
+        return None
+    return ref.rsplit("::", 1)[0]
+
+
+class PlanMocks(pulumi_mocks.Mocks):
+    """Answers the engine's questions with plausible, deterministic values.
+
+    Outputs are the inputs plus the computed attributes the program reads
+    (emails, endpoints, ids). The mock has no auto-naming, so ``name`` falls back
+    to the logical name.
+    """
+
+    def __init__(self, project_id: str | None = None) -> None:
+        self.project_id = project_id or "offline-project"
+
+    def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        inputs = dict(args.inputs)
+        if args.typ == "pulumi:pulumi:StackReference":
+            return args.resource_id or args.name, inputs
+        state: dict[str, Any] = {**inputs}
+        state.setdefault("name", args.name)
+        resource_id = f"{args.name}-id"
+        typ = args.typ
+        project = inputs.get("project", self.project_id)
+        if typ == "gcp:serviceaccount/account:Account":
+            account = inputs.get("accountId", args.name)
+            state["email"] = f"{account}@{project}.iam.gserviceaccount.com"
+            state["member"] = f"serviceAccount:{state['email']}"
+            resource_id = f"projects/{project}/serviceAccounts/{state['email']}"
+        elif typ == "gcp:container/cluster:Cluster":
+            digest = hashlib.sha256(str(inputs.get("name")).encode()).digest()
+            state["endpoint"] = "172.16.0.34"
+            state["masterAuth"] = {
+                **(inputs.get("masterAuth") or {}),
+                "clusterCaCertificate": base64.b64encode(b"offline-ca-" + digest[:8]).decode(),
+            }
+            state["controlPlaneEndpointsConfig"] = {
+                **(inputs.get("controlPlaneEndpointsConfig") or {}),
+                "dnsEndpointConfig": {
+                    **(
+                        (inputs.get("controlPlaneEndpointsConfig") or {}).get("dnsEndpointConfig")
+                        or {}
+                    ),
+                    "endpoint": f"gke-{digest.hex()[:32]}.{inputs.get('location')}.gke.goog",
+                },
+            }
+            resource_id = (
+                f"projects/{project}/locations/{inputs.get('location')}/clusters/{state['name']}"
+            )
+        elif typ == "gcp:kms/keyRing:KeyRing":
+            resource_id = (
+                f"projects/{project}/locations/{inputs.get('location')}/keyRings/{state['name']}"
+            )
+        elif typ == "gcp:kms/cryptoKey:CryptoKey":
+            resource_id = f"{inputs.get('keyRing')}/cryptoKeys/{state['name']}"
+        elif typ in ("gcp:compute/network:Network", "gcp:compute/subnetwork:Subnetwork"):
+            kind = "networks" if typ.endswith("Network") else "subnetworks"
+            where = "global" if kind == "networks" else f"regions/{inputs.get('region')}"
+            resource_id = f"projects/{project}/{where}/{kind}/{state['name']}"
+            state["selfLink"] = f"https://www.googleapis.com/compute/v1/{resource_id}"
+        elif typ == "gcp:artifactregistry/repository:Repository":
+            state["name"] = inputs.get("repositoryId", args.name)
+            resource_id = f"projects/{project}/locations/{inputs.get('location')}/repositories/{state['name']}"
+        elif typ == "gcp:storage/bucket:Bucket":
+            state["url"] = f"gs://{state['name']}"
+            resource_id = state["name"]
+        elif typ == "gcp:pubsub/topic:Topic":
+            resource_id = f"projects/{project}/topics/{state['name']}"
+        elif typ == "gcp:pubsub/subscription:Subscription":
+            resource_id = f"projects/{project}/subscriptions/{state['name']}"
+        state.setdefault("id", resource_id)
+        return resource_id, state
+
+    def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[str, Any], list[Any]]:
+        if args.token == "gcp:organizations/getProject:getProject":
+            project = args.args.get("projectId") or self.project_id
+            return {"projectId": project, "number": FAKE_PROJECT_NUMBER, "name": project}, []
+        return {}, []
+
+
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    """A mock monitor that also keeps what every registration asked for."""
+
+    def __init__(self, mocks: pulumi_mocks.Mocks) -> None:
+        super().__init__(mocks)
+        self._lock = threading.Lock()
+        self.records: dict[str, RecordedResource] = {}
+        self.outputs: dict[str, dict[str, Any]] = {}
+        self.secret_outputs: dict[str, list[str]] = {}
+
+    def _record(self, urn: str, request: Any, *, read: bool) -> None:
+        _ensure_event_loop()  # type: ignore[no-untyped-call]
+        raw = rpc.deserialize_properties(request.properties if read else request.object)
+        inputs, _ = mask_secrets(raw if isinstance(raw, dict) else {})
+        options: dict[str, Any] = {}
+        if not read:
+            if request.ignoreChanges:
+                options["ignoreChanges"] = list(request.ignoreChanges)
+            if request.additionalSecretOutputs:
+                options["additionalSecretOutputs"] = list(request.additionalSecretOutputs)
+            if request.deleteBeforeReplace:
+                options["deleteBeforeReplace"] = True
+            if request.HasField("retainOnDelete") and request.retainOnDelete:
+                options["retainOnDelete"] = True
+            if request.replaceOnChanges:
+                options["replaceOnChanges"] = list(request.replaceOnChanges)
+        record = RecordedResource(
+            urn=urn,
+            type=request.type,
+            name=request.name,
+            parent=request.parent or None,
+            custom=True if read else bool(request.custom),
+            inputs=inputs,
+            protect=bool(getattr(request, "protect", False)) if not read else False,
+            provider=_urn_of_ref(request.provider),
+            depends_on=sorted(set(request.dependencies)),
+            read=read,
+            options=options,
+        )
+        with self._lock:
+            self.records[urn] = record
+
+    def RegisterResource(self, request: Any) -> Any:
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
+        self._record(response.urn, request, read=False)
+        return response
+
+    def ReadResource(self, request: Any) -> Any:
+        response = super().ReadResource(request)  # type: ignore[no-untyped-call]
+        self._record(response.urn, request, read=True)
+        return response
+
+    def RegisterResourceOutputs(self, request: Any) -> Any:
+        _ensure_event_loop()  # type: ignore[no-untyped-call]
+        raw = rpc.deserialize_properties(request.outputs)
+        values: dict[str, Any] = {}
+        secrets: list[str] = []
+        for key, value in (raw or {}).items():
+            values[key], secret = mask_secrets(value)
+            if secret:
+                secrets.append(key)
+        with self._lock:
+            self.outputs[request.urn] = values
+            self.secret_outputs[request.urn] = secrets
+        return super().RegisterResourceOutputs(request)  # type: ignore[no-untyped-call]
+
+
+def run_offline(
+    program: Callable[[], None],
+    *,
+    project: str,
+    stack: str,
+    config: Mapping[str, str],
+    secret_keys: list[str] | None = None,
+    organization: str = "organization",
+    mocks: pulumi_mocks.Mocks | None = None,
+    monitor: RecordingMonitor | None = None,
+) -> Plan:
+    """Run ``program`` as ``pulumi up`` would, against mocks, and return the recording.
+
+    Each call gets its own event loop and runtime settings, so plans can run
+    one after another in one process (tests, the service's offline runner).
+    Exceptions from the program (e.g. a SettingsError) propagate unchanged.
+    """
+    if monitor is None:
+        monitor = RecordingMonitor(mocks or PlanMocks(config.get("gke-inference:project")))
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    pulumi_settings.ROOT.set(None)
+    try:
+        mock_settings = pulumi_mocks.MockSettings(  # type: ignore[no-untyped-call]
+            monitor=monitor,
+            monitor_features=set(),
+            engine=pulumi_mocks.MockEngine(_log),
+            project=project,
+            stack=stack,
+            dry_run=False,
+            organization=organization,
+            callbacks=None,
+        )
+        pulumi_settings.configure(mock_settings)
+        set_all_config(dict(config), secret_keys or [])
+        loop.run_until_complete(run_in_stack(program))
+    finally:
+        pulumi_settings.ROOT.set(None)
+        set_all_config({}, [])
+        asyncio.set_event_loop(None)
+        loop.close()
+
+    stack_urn = next((u for u, r in monitor.records.items() if r.type == STACK_TYPE), None)
+    resources = sorted(monitor.records.values(), key=lambda r: r.urn)
+    if stack_urn is None:
+        stack_urn = f"urn:pulumi:{stack}::{project}::{STACK_TYPE}::{project}-{stack}"
+        resources.insert(
+            0,
+            RecordedResource(
+                stack_urn, STACK_TYPE, f"{project}-{stack}", None, False, {}, False, None, []
+            ),
+        )
+    return Plan(
+        project=project,
+        stack=stack,
+        resources=resources,
+        outputs=monitor.outputs.get(stack_urn, {}),
+        secret_outputs=monitor.secret_outputs.get(stack_urn, []),
+    )
