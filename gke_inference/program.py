@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 import pulumi
+from gke_inference.inference.capacity import nap_limits
+from gke_inference.inference.platform import InferencePlatform, InferencePlatformArgs
 from gke_inference.platform.base import BasePlatform, BasePlatformArgs
 from gke_inference.platform.cluster import ResourceLimit
 from pulumi.runtime.config import CONFIG, get_config_env
@@ -16,7 +18,7 @@ from pulumi.runtime.config import CONFIG, get_config_env
 from gke_inference.settings import PlatformSettings, parse_settings, project_config
 
 # Generous ceilings for general-purpose node auto-provisioning; accelerator
-# ceilings come from the inference layer's catalog.
+# ceilings come from the inference layer's catalog (one per accelerator).
 CPU_LIMIT = ResourceLimit("cpu", maximum=10_000)
 MEMORY_LIMIT_GB = ResourceLimit("memory", maximum=100_000)
 
@@ -35,12 +37,18 @@ def platform_program() -> None:
     settings = load_settings()
     base = BasePlatform(
         "base",
-        BasePlatformArgs(settings=settings, nap_limits=[CPU_LIMIT, MEMORY_LIMIT_GB]),
+        BasePlatformArgs(
+            settings=settings,
+            nap_limits=[CPU_LIMIT, MEMORY_LIMIT_GB, *nap_limits(settings)],
+        ),
     )
-    export_outputs(settings, base)
+    inference = InferencePlatform("inference", InferencePlatformArgs(settings, base))
+    export_outputs(settings, base, inference)
 
 
-def export_outputs(settings: PlatformSettings, base: BasePlatform) -> None:
+def export_outputs(
+    settings: PlatformSettings, base: BasePlatform, inference: InferencePlatform
+) -> None:
     """The outputs contract (DESIGN.md section 4) that workload stacks read."""
     pulumi.export("projectId", settings.project)
     pulumi.export("region", settings.region)
@@ -57,3 +65,10 @@ def export_outputs(settings: PlatformSettings, base: BasePlatform) -> None:
     pulumi.export("nodeServiceAccount", base.node_identity.email)
     pulumi.export("network", base.network.network_id)
     pulumi.export("subnetwork", base.network.subnetwork_id)
+    inf = settings.inference
+    pulumi.export("workloadNamespace", inf.workload_namespace)
+    pulumi.export("modelBucket", inference.model_bucket.name)
+    pulumi.export("gatewayName", inf.gateway.name)
+    pulumi.export("gatewayNamespace", inf.gateway.namespace)
+    pulumi.export("gatewayExposure", inf.gateway.exposure)
+    pulumi.export("computeClasses", inference.compute_classes)

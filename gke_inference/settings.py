@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import pydantic
+from gke_inference.inference import catalog
 from pydantic import Field
 
 from gke_inference.errors import Problem, SettingsError
@@ -180,6 +181,94 @@ class ObservabilitySettings(StrictModel):
     )
 
 
+def _catalog_machine_type(value: str) -> str:
+    if value not in catalog.BY_MACHINE_TYPE:
+        raise ValueError(
+            f"{value!r} is not an accelerator machine type in the catalog; accepted: "
+            + ", ".join(catalog.machine_types())
+        )
+    return value
+
+
+AcceleratorMachineType = Annotated[str, pydantic.AfterValidator(_catalog_machine_type)]
+
+
+class AcceleratorPool(StrictModel):
+    """A static accelerator node pool (Standard mode); scale-to-zero by default."""
+
+    name: str = Field(pattern=_DNS_LABEL, max_length=32)
+    machine_type: AcceleratorMachineType
+    provisioning: Literal["on-demand", "spot", "reservation", "queued"] = "on-demand"
+    reservation: str | None = Field(default=None, pattern=_DNS_LABEL)
+    min_nodes: int = Field(default=0, ge=0, le=1000)
+    max_nodes: int = Field(default=4, ge=1, le=1000)
+    node_locations: list[Annotated[str, Field(pattern=_ZONE)]] | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _consistent(self) -> AcceleratorPool:
+        if self.max_nodes < self.min_nodes:
+            raise ValueError("maxNodes must be >= minNodes")
+        if (self.provisioning == "reservation") != (self.reservation is not None):
+            raise ValueError(
+                "reservation (a reservation name) is set exactly when provisioning is 'reservation'"
+            )
+        if self.provisioning == "queued" and self.min_nodes:
+            raise ValueError("queued provisioning (DWS) pools must have minNodes 0")
+        return self
+
+
+class GatewaySettings(StrictModel):
+    exposure: Literal["internal", "external"] = "internal"
+    name: str = Field(default="inference-gateway", pattern=_DNS_LABEL, max_length=63)
+    namespace: str = Field(default="gateway", pattern=_DNS_LABEL, max_length=63)
+    certificate: str | None = Field(default=None, pattern=_DNS_LABEL)
+    backend_timeout_seconds: int = Field(default=3600, ge=30, le=86_400)
+
+    @pydantic.model_validator(mode="after")
+    def _tls(self) -> GatewaySettings:
+        if self.exposure == "external" and not self.certificate:
+            raise ValueError(
+                "an external gateway serves HTTPS only: set certificate to the name of a "
+                "Google-managed (pre-shared) SSL certificate"
+            )
+        return self
+
+
+class ModelBucketSettings(StrictModel):
+    name: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]{1,61}[a-z0-9]$")
+    soft_delete_days: int = Field(default=7, ge=0, le=90)
+
+
+class InferenceSettings(StrictModel):
+    """The inference layer: accelerators, compute classes, storage, traffic."""
+
+    accelerators: list[AcceleratorMachineType] = Field(
+        default_factory=lambda: ["g2-standard-8", "g2-standard-24"], max_length=40
+    )
+    node_pools: list[AcceleratorPool] = Field(default_factory=list)
+    nap_max_devices: dict[str, int] = Field(default_factory=dict)
+    cost_optimized_classes: bool = True
+    workload_namespace: str = Field(default="inference", pattern=_DNS_LABEL, max_length=63)
+    gateway: GatewaySettings = GatewaySettings()
+    model_bucket: ModelBucketSettings = ModelBucketSettings()
+    metrics_adapter_image: str = Field(
+        default="gcr.io/gke-release/custom-metrics-stackdriver-adapter:v0.16.7-gke.0",
+        pattern=r"^[a-z0-9.-]+(/[a-z0-9._-]+)+(:[A-Za-z0-9._-]+|@sha256:[a-f0-9]{64})$",
+    )
+
+    @pydantic.field_validator("nap_max_devices")
+    @classmethod
+    def _known_nap_keys(cls, value: dict[str, int]) -> dict[str, int]:
+        for key, limit in value.items():
+            if key not in catalog.BY_KEY:
+                raise ValueError(
+                    f"{key!r} is not an accelerator; accepted: {', '.join(catalog.BY_KEY)}"
+                )
+            if limit < 0:
+                raise ValueError(f"{key}: the limit must be >= 0 (got {limit})")
+        return value
+
+
 class PlatformSettings(StrictModel):
     """Everything the platform stack reads from its config, validated."""
 
@@ -196,7 +285,7 @@ class PlatformSettings(StrictModel):
     security: SecuritySettings = SecuritySettings()
     registry: RegistrySettings = RegistrySettings()
     observability: ObservabilitySettings = ObservabilitySettings()
-    inference: dict[str, Any] = Field(default_factory=dict)
+    inference: InferenceSettings = InferenceSettings()
 
     # Derived facts: one place decides what "production" implies.
     @property
@@ -285,6 +374,25 @@ def _cluster_problems(cluster: ClusterSettings, region: str | None, add: Adder) 
             add(f"cluster.nodeLocations.{i}", f"zone {zone!r} is not in region {region!r}")
 
 
+def _inference_problems(s: PlatformSettings, add: Adder) -> None:
+    inf = s.inference
+    seen: dict[str, str] = {}
+    for i, machine_type in enumerate(inf.accelerators):
+        acc, shape = catalog.lookup(machine_type)
+        name = catalog.class_name(acc, shape)
+        if name in seen:
+            add(
+                f"inference.accelerators.{i}",
+                f"{machine_type!r} gives the same compute class {name!r} as {seen[name]!r}; "
+                "enable one machine type per accelerator and size",
+            )
+        seen[name] = machine_type
+    names = [p.name for p in inf.node_pools]
+    for i, name in enumerate(names):
+        if names.index(name) != i:
+            add(f"inference.nodePools.{i}.name", f"{name!r} is used by another pool")
+
+
 def _production_problems(s: PlatformSettings, add: Adder) -> None:
     if not s.is_production:
         return
@@ -312,6 +420,7 @@ def _consistency_problems(
     if settings is not None:
         _network_problems(settings.network, add)
         _cluster_problems(settings.cluster, settings.region, add)
+        _inference_problems(settings, add)
         _production_problems(settings, add)
         return problems
     network = _section(NetworkSettings, data.get("network"))

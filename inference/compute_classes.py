@@ -1,0 +1,76 @@
+"""Custom compute classes generated from the catalog.
+
+Each enabled machine shape gets a class whose priorities say where capacity
+comes from, in order. Default chain ("obtainability"): a matching
+reservation, then on-demand, then DWS flex-start, then Spot. The
+cost-optimized variant (suffix ``-co``) tries Spot first. Workloads pick a
+class with the node selector ``cloud.google.com/compute-class: <name>``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from gke_inference.inference.catalog import Accelerator, MachineShape, class_name
+
+Capacity = Literal["reservation", "on-demand", "flex-start", "spot"]
+
+DEFAULT_CHAIN: tuple[Capacity, ...] = ("reservation", "on-demand", "flex-start", "spot")
+COST_OPTIMIZED_CHAIN: tuple[Capacity, ...] = ("spot", "flex-start", "reservation", "on-demand")
+COST_OPTIMIZED_SUFFIX = "-co"
+COMPUTE_CLASS_LABEL = "cloud.google.com/compute-class"
+
+FLEX_START_MAX_RUN_SECONDS = 7 * 24 * 3600  # DWS flex-start nodes live at most 7 days
+FLEX_START_RECYCLE_LEAD_SECONDS = 3600  # start a replacement an hour before expiry
+MAX_PODS_PER_NODE = 32
+
+
+def _device(acc: Accelerator, shape: MachineShape) -> dict[str, Any]:
+    if acc.kind == "tpu":
+        return {"tpu": {"type": acc.gke_label, "count": shape.count, "topology": shape.topology}}
+    return {"gpu": {"type": acc.gke_label, "count": shape.count, "driverVersion": "latest"}}
+
+
+def priority(acc: Accelerator, shape: MachineShape, capacity: Capacity) -> dict[str, Any]:
+    rule: dict[str, Any] = {"machineType": shape.machine_type, **_device(acc, shape)}
+    if capacity == "reservation":
+        rule["reservations"] = {"affinity": "AnyBestEffort"}
+        rule["spot"] = False
+    elif capacity == "on-demand":
+        rule["spot"] = False
+    elif capacity == "flex-start":
+        rule["flexStart"] = {
+            "enabled": True,
+            "nodeRecycling": {"leadTimeSeconds": FLEX_START_RECYCLE_LEAD_SECONDS},
+        }
+        rule["maxRunDurationSeconds"] = FLEX_START_MAX_RUN_SECONDS
+    else:
+        rule["spot"] = True
+    rule["maxPodsPerNode"] = MAX_PODS_PER_NODE
+    return rule
+
+
+def chain_for(acc: Accelerator, cost_optimized: bool) -> tuple[Capacity, ...]:
+    chain = COST_OPTIMIZED_CHAIN if cost_optimized else DEFAULT_CHAIN
+    # TPU reservations are consumed by name only; AnyBestEffort does not apply.
+    return tuple(c for c in chain if not (acc.kind == "tpu" and c == "reservation"))
+
+
+def compute_class_spec(
+    acc: Accelerator, shape: MachineShape, *, cost_optimized: bool, node_service_account: str
+) -> dict[str, Any]:
+    return {
+        "priorities": [priority(acc, shape, c) for c in chain_for(acc, cost_optimized)],
+        "nodePoolAutoCreation": {"enabled": True},
+        "nodePoolConfig": {
+            "imageStreaming": {"enabled": True},
+            "serviceAccount": node_service_account,
+        },
+        "activeMigration": {"optimizeRulePriority": True},
+        "whenUnsatisfiable": "DoNotScaleUp",
+    }
+
+
+def class_names(acc: Accelerator, shape: MachineShape, cost_optimized: bool) -> list[str]:
+    base = class_name(acc, shape)
+    return [base, base + COST_OPTIMIZED_SUFFIX] if cost_optimized else [base]

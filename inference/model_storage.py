@@ -1,0 +1,86 @@
+"""Model weights in Cloud Storage, readable by workloads through Workload Identity."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+from gke_inference.inference.workload_identity import ksa_principal
+from pulumi_gcp import storage
+
+from gke_inference.components import child_options
+
+SECONDS_PER_DAY = 86_400
+
+
+@dataclass
+class ModelBucketArgs:
+    project: str
+    region: str
+    name: str
+    soft_delete_days: int
+    protected: bool
+    labels: dict[str, str]
+    project_number: pulumi.Input[str]
+
+
+class ModelBucket(pulumi.ComponentResource):
+    """A regional bucket with hierarchical namespace, for fast GCS FUSE reads.
+
+    Versioning policy: off. Hierarchical-namespace buckets do not support
+    object versioning; accidental deletes are recoverable through soft delete
+    (``softDeleteDays``), and model directories are written once per revision.
+    """
+
+    bucket: storage.Bucket
+    name: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: ModelBucketArgs, opts: pulumi.ResourceOptions | None = None
+    ):
+        super().__init__("gke-inference:inference:ModelBucket", name, None, opts)
+        self._args = args
+        self._opts = opts
+        self.bucket = storage.Bucket(
+            f"{name}-bucket",
+            name=args.name,
+            project=args.project,
+            location=args.region.upper(),
+            storage_class="STANDARD",
+            uniform_bucket_level_access=True,
+            public_access_prevention="enforced",
+            hierarchical_namespace=storage.BucketHierarchicalNamespaceArgs(enabled=True),
+            versioning=storage.BucketVersioningArgs(enabled=False),
+            soft_delete_policy=storage.BucketSoftDeletePolicyArgs(
+                retention_duration_seconds=args.soft_delete_days * SECONDS_PER_DAY
+            ),
+            force_destroy=not args.protected,
+            labels=args.labels,
+            opts=child_options(self, opts, protect=args.protected),
+        )
+        self.name = self.bucket.name
+        self.register_outputs({"name": self.name})
+
+    def _grant(
+        self, name: str, role: str, namespace: str, service_account: str
+    ) -> storage.BucketIAMMember:
+        a = self._args
+        return storage.BucketIAMMember(
+            name,
+            bucket=self.bucket.name,
+            role=role,
+            member=ksa_principal(a.project, a.project_number, namespace, service_account),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def grant_read(
+        self, name: str, namespace: str, service_account: str
+    ) -> storage.BucketIAMMember:
+        """Let a Kubernetes service account read weights (GCS FUSE read-only mounts)."""
+        return self._grant(name, "roles/storage.objectViewer", namespace, service_account)
+
+    def grant_write(
+        self, name: str, namespace: str, service_account: str
+    ) -> storage.BucketIAMMember:
+        """Let a Kubernetes service account upload weights (the model download job)."""
+        return self._grant(name, "roles/storage.objectUser", namespace, service_account)

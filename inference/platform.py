@@ -1,0 +1,153 @@
+"""InferencePlatform: the inference-optimized layer on top of BasePlatform."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+from gke_inference.inference.capacity import AcceleratorPools, AcceleratorPoolsArgs
+from gke_inference.inference.catalog import Accelerator, MachineShape, lookup
+from gke_inference.inference.cluster_addons import ClusterAddons, ClusterAddonsArgs
+from gke_inference.inference.compute_classes import class_names, compute_class_spec
+from gke_inference.inference.gateway import InferenceGateway, InferenceGatewayArgs
+from gke_inference.inference.metrics_adapter import MetricsAdapter, MetricsAdapterArgs
+from gke_inference.inference.model_storage import ModelBucket, ModelBucketArgs
+from gke_inference.inference.workload_identity import project_number
+from gke_inference.platform.base import BasePlatform
+from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
+
+from gke_inference.components import child_options
+from gke_inference.settings import PlatformSettings
+
+
+def _class_spec(
+    acc: Accelerator, shape: MachineShape, cost_optimized: bool, node_service_account: str
+) -> dict[str, Any]:
+    return compute_class_spec(
+        acc, shape, cost_optimized=cost_optimized, node_service_account=node_service_account
+    )
+
+
+def kubernetes_provider(
+    name: str,
+    cluster_name: pulumi.Input[str],
+    kubeconfig: pulumi.Input[str],
+    parent: pulumi.Resource,
+) -> k8s.Provider:
+    """A provider for this cluster only, never the ambient kubeconfig.
+
+    ``cluster_identifier`` is the cluster's name, so a new endpoint or CA (an
+    unrelated cluster update) changes the kubeconfig without replacing every
+    Kubernetes object the provider manages.
+    """
+    return k8s.Provider(
+        name,
+        kubeconfig=kubeconfig,
+        cluster_identifier=cluster_name,
+        enable_server_side_apply=True,
+        delete_unreachable=False,
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+
+
+@dataclass
+class InferencePlatformArgs:
+    settings: PlatformSettings
+    base: BasePlatform
+
+
+class InferencePlatform(pulumi.ComponentResource):
+    compute_classes: dict[str, str]  # "<accelerator>-x<count>" style key -> class name
+    model_bucket: ModelBucket
+    provider: k8s.Provider
+
+    def __init__(
+        self, name: str, args: InferencePlatformArgs, opts: pulumi.ResourceOptions | None = None
+    ):
+        super().__init__("gke-inference:inference:InferencePlatform", name, None, opts)
+        s = args.settings
+        base = args.base
+        inf = s.inference
+        number = project_number(s.project)
+
+        if inf.node_pools and s.autopilot:
+            # The same stack file can be planned in either mode; Autopilot
+            # provisions nodes itself, through the compute classes below.
+            pulumi.log.warn(
+                f"cluster.mode is autopilot: the {len(inf.node_pools)} configured "
+                "inference.nodePools are not created",
+                resource=self,
+            )
+        elif inf.node_pools:
+            AcceleratorPools(
+                f"{name}-pools",
+                AcceleratorPoolsArgs(s, base.cluster.cluster.id, base.node_identity.email),
+                child_options(self, opts),
+            )
+
+        self.model_bucket = ModelBucket(
+            f"{name}-models",
+            ModelBucketArgs(
+                project=s.project,
+                region=s.region,
+                name=inf.model_bucket.name or f"{s.project}-{s.cluster_name}-models",
+                soft_delete_days=inf.model_bucket.soft_delete_days,
+                protected=s.is_production,
+                labels=s.common_labels,
+                project_number=number,
+            ),
+            child_options(self, opts),
+        )
+
+        self.provider = kubernetes_provider(f"{name}-k8s", base.cluster.name, base.kubeconfig, self)
+        k8s_opts = pulumi.ResourceOptions(
+            parent=self, providers=[self.provider], depends_on=[base.cluster]
+        )
+
+        addons = ClusterAddons(
+            f"{name}-addons",
+            ClusterAddonsArgs(inf.workload_namespace, inf.gateway.namespace, s.environment),
+            k8s_opts,
+        )
+        MetricsAdapter(
+            f"{name}-metrics-adapter",
+            MetricsAdapterArgs(
+                project=s.project,
+                project_number=number,
+                image=inf.metrics_adapter_image,
+                on_system_pool=not s.autopilot,
+            ),
+            k8s_opts,
+        )
+        InferenceGateway(
+            f"{name}-gateway",
+            InferenceGatewayArgs(inf.gateway, addons.gateway_namespace),
+            k8s_opts,
+        )
+
+        self.compute_classes = {}
+        for machine_type in inf.accelerators:
+            acc, shape = lookup(machine_type)
+            for index, class_name in enumerate(class_names(acc, shape, inf.cost_optimized_classes)):
+                cost_optimized = index == 1
+                key = class_name.removeprefix("gpu-")
+                self.compute_classes[key] = class_name
+                spec = base.node_identity.email.apply(
+                    functools.partial(_class_spec, acc, shape, cost_optimized)
+                )
+                k8s.apiextensions.CustomResource(
+                    f"{name}-class-{class_name}",
+                    api_version="cloud.google.com/v1",
+                    kind="ComputeClass",
+                    metadata=ObjectMetaArgs(
+                        name=class_name, labels={"gke-inference/accelerator": acc.key}
+                    ),
+                    spec=spec,
+                    opts=k8s_opts,
+                )
+        self.register_outputs(
+            {"computeClasses": self.compute_classes, "modelBucket": self.model_bucket.name}
+        )
