@@ -59,7 +59,11 @@ def test_nodes_use_dedicated_identity_and_shielded_vms(any_plan: Plan) -> None:
     nap = cluster["clusterAutoscaling"]["autoProvisioningDefaults"]
     assert nap["serviceAccount"] == expected_email
     assert not expected_email.endswith("-compute@developer.gserviceaccount.com")
-    roles = {r.inputs["role"] for r in any_plan.by_type("gcp:projects/iAMMember:IAMMember")}
+    roles = {
+        r.inputs["role"]
+        for r in any_plan.by_type("gcp:projects/iAMMember:IAMMember")
+        if r.inputs["member"] == f"serviceAccount:{expected_email}"
+    }
     assert roles == {"roles/container.defaultNodeServiceAccount"}
     if any_plan.outputs["mode"] == "autopilot":
         return  # Autopilot nodes are Shielded GKE nodes by construction
@@ -85,7 +89,7 @@ def test_nodes_use_dedicated_identity_and_shielded_vms(any_plan: Plan) -> None:
 
 
 def test_system_pool_is_tainted_and_autoscaled(plan_of: Any) -> None:
-    pool = plan_of("dev").one(NODE_POOL)
+    pool = plan_of("dev").one(NODE_POOL, "base-gke-system")
     taints = pool.inputs["nodeConfig"]["taints"]
     assert {"key": "components.gke.io/gke-managed-components", "value": "true",
             "effect": "NO_SCHEDULE"} in taints  # fmt: skip
