@@ -1,0 +1,258 @@
+"""Run the pack in-process on an offline plan, the way the Pulumi CLI would.
+
+Each recorded resource becomes ``ResourceValidationArgs`` for every resource
+policy, and the whole recording becomes ``StackValidationArgs`` of
+``PolicyResource``s (parents, dependencies and providers linked) for the stack
+policies. Levels and parameters come from :func:`config.resolve_pack_config`,
+which reads the ``--policy-pack-config`` format, so the rules run unchanged in
+both places. ``not_applicable`` is recorded, not reported as a violation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from gke_inference.policy.config import ResolvedPolicyConfig, resolve_pack_config
+from gke_inference.policy.pack import ALL_POLICIES, INITIAL_CONFIG, PACK_ENFORCEMENT
+from pulumi_policy import (
+    EnforcementLevel,
+    Policy,
+    PolicyCustomTimeouts,
+    PolicyProviderResource,
+    PolicyResource,
+    PolicyResourceOptions,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
+
+from gke_inference.offline import STACK_TYPE, Plan, RecordedResource
+
+
+@dataclass(frozen=True)
+class Violation:
+    policy: str
+    level: str  # "mandatory" | "advisory"
+    urn: str
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "policy": self.policy,
+            "level": self.level,
+            "urn": self.urn,
+            "message": self.message,
+        }
+
+
+@dataclass
+class PolicyReport:
+    checked: int
+    violations: list[Violation] = field(default_factory=list)
+    not_applicable: list[tuple[str, str, str]] = field(default_factory=list)  # policy, urn, why
+
+    @property
+    def mandatory(self) -> list[Violation]:
+        return [v for v in self.violations if v.level == EnforcementLevel.MANDATORY.value]
+
+    @property
+    def advisory(self) -> list[Violation]:
+        return [v for v in self.violations if v.level == EnforcementLevel.ADVISORY.value]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"checked": self.checked, "violations": [v.to_json() for v in self.violations]}
+
+
+class PlanFileError(ValueError):
+    """A saved plan cannot be read; the message says what is wrong."""
+
+
+def _options(resource: RecordedResource) -> PolicyResourceOptions:
+    opts = resource.options
+    return PolicyResourceOptions(
+        bool(resource.protect),
+        list(opts.get("ignoreChanges", [])),
+        opts.get("deleteBeforeReplace"),
+        [],
+        PolicyCustomTimeouts(0, 0, 0),
+        list(opts.get("additionalSecretOutputs", [])),
+        resource.parent,
+    )
+
+
+def _copy(value: Any) -> Any:
+    """A private deep copy, so a rule can never change the recording."""
+    return json.loads(json.dumps(value))
+
+
+def _run(result: Any) -> None:
+    if result is not None and inspect.isawaitable(result):
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(result)
+        finally:
+            loop.close()
+
+
+def _is_not_applicable(exc: Exception) -> str | None:
+    if type(exc).__name__ == "_NotApplicableError":
+        return str(getattr(exc, "reason", "") or "not applicable")
+    return None
+
+
+def check_resources(
+    resources: Sequence[RecordedResource],
+    config: Mapping[str, Any] | None = None,
+    *,
+    policies: Sequence[Policy] | None = None,
+    source: str = "policy config",
+) -> PolicyReport:
+    """Validate recorded resources with the pack; ``config`` is a ``--policy-pack-config`` dict."""
+    policies = list(policies if policies is not None else ALL_POLICIES)
+    resolved: dict[str, ResolvedPolicyConfig] = resolve_pack_config(
+        policies, config, initial_config=INITIAL_CONFIG, pack_level=PACK_ENFORCEMENT, source=source
+    )
+    by_urn = {r.urn: r for r in resources}
+    analyzed = [r for r in resources if r.type != STACK_TYPE]
+
+    providers: dict[str, PolicyProviderResource] = {}
+    for r in resources:
+        if r.provider and r.provider in by_urn and r.provider not in providers:
+            p = by_urn[r.provider]
+            providers[r.provider] = PolicyProviderResource(p.type, _copy(p.inputs), p.urn, p.name)
+
+    report = PolicyReport(checked=len(analyzed))
+
+    def reporter(policy: Policy, level: EnforcementLevel, default_urn: str) -> Any:
+        def report_violation(message: str, urn: str | None = None) -> None:
+            report.violations.append(
+                Violation(
+                    policy.name, level.value, urn or default_urn, message or policy.description
+                )
+            )
+
+        return report_violation
+
+    def effective(policy: Policy) -> tuple[EnforcementLevel, dict[str, Any]] | None:
+        cfg = resolved[policy.name]
+        level = cfg.level
+        if level == EnforcementLevel.DISABLED:
+            return None
+        if level == EnforcementLevel.REMEDIATE:  # no remediations here: report as the CLI does
+            level = EnforcementLevel.MANDATORY
+        return level, dict(cfg.properties)
+
+    for policy in policies:
+        if not isinstance(policy, ResourceValidationPolicy):
+            continue
+        eff = effective(policy)
+        if eff is None:
+            continue
+        level, props = eff
+        for r in analyzed:
+            args = ResourceValidationArgs(
+                r.type,
+                _copy(r.inputs),
+                r.urn,
+                r.name,
+                _options(r),
+                providers.get(r.provider or ""),
+                props,
+            )
+            try:
+                _run(policy.validate(args, reporter(policy, level, r.urn)))
+            except Exception as exc:  # only not_applicable is expected
+                why = _is_not_applicable(exc)
+                if why is None:
+                    raise
+                report.not_applicable.append((policy.name, r.urn, why))
+
+    stack_resources = _policy_resources(analyzed, providers)
+    stack_urn = next((r.urn for r in resources if r.type == STACK_TYPE), "")
+    for policy in policies:
+        if not isinstance(policy, StackValidationPolicy):
+            continue
+        eff = effective(policy)
+        if eff is None:
+            continue
+        level, props = eff
+        try:
+            _run(
+                policy.validate(
+                    StackValidationArgs(stack_resources, props), reporter(policy, level, stack_urn)
+                )
+            )
+        except Exception as exc:
+            why = _is_not_applicable(exc)
+            if why is None:
+                raise
+            report.not_applicable.append((policy.name, stack_urn, why))
+    return report
+
+
+def _policy_resources(
+    resources: Sequence[RecordedResource], providers: Mapping[str, PolicyProviderResource]
+) -> list[PolicyResource]:
+    made = {
+        r.urn: PolicyResource(
+            r.type,
+            _copy(r.inputs),
+            r.urn,
+            r.name,
+            _options(r),
+            providers.get(r.provider or ""),
+            None,
+            [],
+            {},
+        )
+        for r in resources
+    }
+    for r in resources:
+        made[r.urn].parent = made.get(r.parent or "")
+        made[r.urn].dependencies = [made[d] for d in r.depends_on if d in made]
+    return list(made.values())
+
+
+def check_plan(plan: Plan, config: Mapping[str, Any] | None = None, **kw: Any) -> PolicyReport:
+    return check_resources(plan.resources, config, **kw)
+
+
+def resources_from_plan_json(data: Any, source: str = "plan") -> list[RecordedResource]:
+    """The resources of a saved ``gke-inference plan --format json`` document."""
+    if not isinstance(data, Mapping) or not isinstance(data.get("resources"), list):
+        raise PlanFileError(
+            f"{source}: not a plan; expected the JSON object written by "
+            '`gke-inference plan --format json` (with a "resources" list)'
+        )
+    found = []
+    for i, item in enumerate(data["resources"]):
+        if not isinstance(item, Mapping):
+            raise PlanFileError(f"{source}: resources[{i}] is not an object")
+        missing = [k for k in ("urn", "type", "name") if not isinstance(item.get(k), str)]
+        if missing:
+            raise PlanFileError(f"{source}: resources[{i}] lacks {', '.join(missing)}")
+        inputs = item.get("inputs") or {}
+        if not isinstance(inputs, Mapping):
+            raise PlanFileError(f"{source}: resources[{i}].inputs is not an object")
+        found.append(
+            RecordedResource(
+                urn=item["urn"],
+                type=item["type"],
+                name=item["name"],
+                parent=item.get("parent"),
+                custom=bool(item.get("custom", True)),
+                inputs=dict(inputs),
+                protect=bool(item.get("protect", False)),
+                provider=item.get("provider"),
+                depends_on=[str(d) for d in item.get("dependsOn") or []],
+                read=bool(item.get("read", False)),
+                options=dict(item.get("options") or {}),
+            )
+        )
+    return found

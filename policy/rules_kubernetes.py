@@ -1,0 +1,366 @@
+"""Rules for inference workloads: pod security, accelerators, images, Services.
+
+Props are the engine's shapes of pulumi_kubernetes resources
+(``{"apiVersion", "kind", "metadata", "spec"}``, camelCase, numbers as floats).
+Every workload kind is reduced to its pod specs by :func:`pod_specs`, so the
+same container rules cover Deployments, StatefulSets, Jobs, JobSets,
+LeaderWorkerSets and bare Pods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from gke_inference.policy.base import ADVISORY, resource_policy
+from gke_inference.policy.config import image_allowed, param
+from gke_inference.policy.props import get, items, number, obj, truthy
+from pulumi_policy import ReportViolation, ResourceValidationArgs, ResourceValidationPolicy
+
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+STATEFUL_SET = "kubernetes:apps/v1:StatefulSet"
+DAEMON_SET = "kubernetes:apps/v1:DaemonSet"
+REPLICA_SET = "kubernetes:apps/v1:ReplicaSet"
+JOB = "kubernetes:batch/v1:Job"
+CRON_JOB = "kubernetes:batch/v1:CronJob"
+POD = "kubernetes:core/v1:Pod"
+JOB_SET = "kubernetes:jobset.x-k8s.io/v1alpha2:JobSet"
+LEADER_WORKER_SET = "kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet"
+SERVICE = "kubernetes:core/v1:Service"
+
+WORKLOADS = (
+    DEPLOYMENT,
+    STATEFUL_SET,
+    DAEMON_SET,
+    REPLICA_SET,
+    JOB,
+    CRON_JOB,
+    POD,
+    JOB_SET,
+    LEADER_WORKER_SET,
+)
+ACCELERATORS = ("nvidia.com/gpu", "google.com/tpu")
+NODE_SELECTOR_KEYS = (
+    "cloud.google.com/compute-class",
+    "cloud.google.com/gke-accelerator",
+    "cloud.google.com/gke-tpu-accelerator",
+)
+INTERNAL_LB_ANNOTATIONS = (
+    "networking.gke.io/load-balancer-type",
+    "cloud.google.com/load-balancer-type",
+)
+
+
+@dataclass(frozen=True)
+class PodSpec:
+    path: str  # where in the object, for messages: spec.template.spec
+    spec: Mapping[str, Any]
+    labels: Mapping[str, Any]
+
+
+def pod_specs(resource_type: str, props: Mapping[str, Any]) -> list[PodSpec]:
+    """Every pod spec inside a workload object."""
+    spec = obj(props.get("spec"))
+
+    def template(base: Mapping[str, Any], path: str) -> PodSpec:
+        return PodSpec(f"{path}.spec", obj(base.get("spec")), obj(get(base, "metadata", "labels")))
+
+    if resource_type == POD:
+        return [PodSpec("spec", spec, obj(get(props, "metadata", "labels")))]
+    if resource_type == CRON_JOB:
+        return [
+            template(
+                obj(get(spec, "jobTemplate", "spec", "template")), "spec.jobTemplate.spec.template"
+            )
+        ]
+    if resource_type == JOB_SET:
+        return [
+            template(
+                obj(get(job, "template", "spec", "template")),
+                f"spec.replicatedJobs[{i}].template.spec.template",
+            )
+            for i, job in enumerate(items(spec.get("replicatedJobs")))
+        ]
+    if resource_type == LEADER_WORKER_SET:
+        lws = obj(spec.get("leaderWorkerTemplate"))
+        found = [
+            template(obj(lws.get("workerTemplate")), "spec.leaderWorkerTemplate.workerTemplate")
+        ]
+        if "leaderTemplate" in lws:
+            found.append(
+                template(obj(lws.get("leaderTemplate")), "spec.leaderWorkerTemplate.leaderTemplate")
+            )
+        return found
+    return [template(obj(spec.get("template")), "spec.template")]
+
+
+def containers(pod: PodSpec) -> list[tuple[str, Mapping[str, Any]]]:
+    """(path, container) for init and app containers."""
+    found = []
+    for field in ("initContainers", "containers"):
+        for i, container in enumerate(items(pod.spec.get(field))):
+            found.append((f"{pod.path}.{field}[{i}]", obj(container)))
+    return found
+
+
+def container_name(path: str, container: Mapping[str, Any]) -> str:
+    return str(container.get("name") or path)
+
+
+def accelerator_counts(container: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """{resource: (request, limit)} for accelerator resources the container mentions."""
+    requests = obj(get(container, "resources", "requests"))
+    limits = obj(get(container, "resources", "limits"))
+    return {
+        name: (requests.get(name), limits.get(name))
+        for name in ACCELERATORS
+        if name in requests or name in limits
+    }
+
+
+def requests_accelerator(pod: PodSpec) -> bool:
+    for _, container in containers(pod):
+        for request, limit in accelerator_counts(container).values():
+            if (number(request) or 0) > 0 or (number(limit) or 0) > 0:
+                return True
+    return False
+
+
+def _workload(args: ResourceValidationArgs) -> str:
+    return f"{args.props.get('kind') or args.resource_type.rsplit(':', 1)[-1]} {args.name}"
+
+
+# --------------------------------------------------------------------------- security context
+
+
+def _run_as_non_root(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    for pod in pod_specs(args.resource_type, args.props):
+        pod_context = obj(pod.spec.get("securityContext"))
+        for path, container in containers(pod):
+            context = obj(container.get("securityContext"))
+            non_root = context.get("runAsNonRoot", pod_context.get("runAsNonRoot"))
+            user = number(context.get("runAsUser", pod_context.get("runAsUser")))
+            if user == 0:
+                report(
+                    f"{_workload(args)}: container {container_name(path, container)} runs as "
+                    f"root (runAsUser 0). Set {path}.securityContext.runAsUser to a non-zero "
+                    "UID and runAsNonRoot to true.",
+                    None,
+                )
+            elif not truthy(non_root) and not (user and user > 0):
+                report(
+                    f"{_workload(args)}: container {container_name(path, container)} may run "
+                    "as root. Set runAsNonRoot: true (and runAsUser) in "
+                    f"{pod.path}.securityContext or {path}.securityContext.",
+                    None,
+                )
+
+
+def _privileged(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    for pod in pod_specs(args.resource_type, args.props):
+        for path, container in containers(pod):
+            if truthy(get(container, "securityContext", "privileged")):
+                report(
+                    f"{_workload(args)}: container {container_name(path, container)} is "
+                    f"privileged. Remove {path}.securityContext.privileged (GPUs and TPUs "
+                    "are exposed through device plugins, not privileged mode).",
+                    None,
+                )
+
+
+def _privilege_escalation(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    for pod in pod_specs(args.resource_type, args.props):
+        for path, container in containers(pod):
+            if truthy(get(container, "securityContext", "allowPrivilegeEscalation")):
+                report(
+                    f"{_workload(args)}: container {container_name(path, container)} allows "
+                    f"privilege escalation. Set {path}.securityContext."
+                    "allowPrivilegeEscalation to false.",
+                    None,
+                )
+
+
+# --------------------------------------------------------------------------- accelerators
+
+
+def _same_quantity(a: Any, b: Any) -> bool:
+    na, nb = number(a), number(b)
+    if na is not None and nb is not None:
+        return na == nb
+    return str(a) == str(b)
+
+
+def _accelerator_limits(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    for pod in pod_specs(args.resource_type, args.props):
+        for path, container in containers(pod):
+            for resource, (request, limit) in accelerator_counts(container).items():
+                if limit is None:
+                    report(
+                        f"{_workload(args)}: container {container_name(path, container)} "
+                        f"requests {resource}={request} without a limit (Kubernetes rejects "
+                        f"it). Set {path}.resources.limits['{resource}'] to {request}.",
+                        None,
+                    )
+                elif request is not None and not _same_quantity(request, limit):
+                    report(
+                        f"{_workload(args)}: container {container_name(path, container)} "
+                        f"requests {resource}={request} but limits it to {limit}; "
+                        "accelerators cannot be overcommitted. Make requests equal limits.",
+                        None,
+                    )
+
+
+def _selects_accelerator_nodes(pod: PodSpec) -> bool:
+    selector = obj(pod.spec.get("nodeSelector"))
+    if any(key in selector for key in NODE_SELECTOR_KEYS):
+        return True
+    terms = items(
+        get(
+            pod.spec,
+            "affinity",
+            "nodeAffinity",
+            "requiredDuringSchedulingIgnoredDuringExecution",
+            "nodeSelectorTerms",
+        )
+    )
+    return bool(terms) and all(
+        any(obj(e).get("key") in NODE_SELECTOR_KEYS for e in items(obj(t).get("matchExpressions")))
+        for t in terms
+    )
+
+
+def _accelerator_nodes(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    for pod in pod_specs(args.resource_type, args.props):
+        if requests_accelerator(pod) and not _selects_accelerator_nodes(pod):
+            report(
+                f"{_workload(args)} requests accelerators but does not say which nodes. Set "
+                f"{pod.path}.nodeSelector['cloud.google.com/compute-class'] to the platform's "
+                "compute class (or 'cloud.google.com/gke-accelerator' / "
+                "'cloud.google.com/gke-tpu-accelerator').",
+                None,
+            )
+
+
+# --------------------------------------------------------------------------- images
+
+
+def image_tag_problem(image: str) -> str | None:
+    """Why an image reference is not pinned (None if it has a digest or a fixed tag)."""
+    if "@sha256:" in image:
+        return None
+    last = image.rsplit("/", 1)[-1]
+    if ":" not in last:
+        return "has no tag (means :latest)"
+    if last.rsplit(":", 1)[1] == "latest":
+        return "uses :latest"
+    return None
+
+
+def _images(args: ResourceValidationArgs) -> list[tuple[str, str, str]]:
+    found = []
+    for pod in pod_specs(args.resource_type, args.props):
+        for path, container in containers(pod):
+            image = container.get("image")
+            if isinstance(image, str) and image:
+                found.append((path, container_name(path, container), image))
+    return found
+
+
+def _image_pinned(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    for path, name, image in _images(args):
+        why = image_tag_problem(image)
+        if why:
+            report(
+                f"{_workload(args)}: container {name} image {image} {why}, so a restart can "
+                f"silently change what runs. Pin {path}.image to a version tag or a digest "
+                "(@sha256:...).",
+                None,
+            )
+
+
+def _image_registry(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    allowed = [str(p) for p in param(args, "allowedRegistries")]
+    for path, name, image in _images(args):
+        if not image_allowed(image, allowed):
+            report(
+                f"{_workload(args)}: container {name} pulls {image} from outside the allowed "
+                f"registries ({', '.join(allowed)}). Mirror it into Artifact Registry (a "
+                f"remote repository works) and point {path}.image there.",
+                None,
+            )
+
+
+# --------------------------------------------------------------------------- services
+
+
+def _load_balancer(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if get(args.props, "spec", "type") != "LoadBalancer":
+        return
+    annotations = obj(get(args.props, "metadata", "annotations"))
+    if any(str(annotations.get(a, "")).lower() == "internal" for a in INTERNAL_LB_ANNOTATIONS):
+        return
+    if truthy(param(args, "allowPublicLoadBalancer")):
+        return
+    report(
+        f"Service {args.name} is an external LoadBalancer (a public IP in front of the model "
+        "server). Expose it through the platform Gateway, or add the annotation "
+        "networking.gke.io/load-balancer-type: Internal.",
+        None,
+    )
+
+
+POLICIES: list[ResourceValidationPolicy] = [
+    resource_policy(
+        "k8s-containers-run-as-non-root",
+        "Workload containers run as a non-root user (runAsNonRoot or a non-zero runAsUser).",
+        types=WORKLOADS,
+        check=_run_as_non_root,
+    ),
+    resource_policy(
+        "k8s-privileged-containers-disallowed",
+        "No workload container runs privileged.",
+        types=WORKLOADS,
+        check=_privileged,
+    ),
+    resource_policy(
+        "k8s-privilege-escalation-disallowed",
+        "No workload container sets allowPrivilegeEscalation: true.",
+        types=WORKLOADS,
+        check=_privilege_escalation,
+    ),
+    resource_policy(
+        "k8s-accelerator-requests-equal-limits",
+        "Accelerator resources (nvidia.com/gpu, google.com/tpu) have limits equal to requests.",
+        types=WORKLOADS,
+        check=_accelerator_limits,
+    ),
+    resource_policy(
+        "k8s-accelerator-pods-select-nodes",
+        "Pods that request accelerators select a compute class or an accelerator node label.",
+        types=WORKLOADS,
+        check=_accelerator_nodes,
+    ),
+    resource_policy(
+        "k8s-image-tag-pinned",
+        "Container images are pinned by digest or an explicit version tag (no :latest, no "
+        "missing tag).",
+        types=WORKLOADS,
+        check=_image_pinned,
+    ),
+    resource_policy(
+        "k8s-image-from-artifact-registry",
+        "Container images should come from an allowed registry (Artifact Registry by default).",
+        types=WORKLOADS,
+        check=_image_registry,
+        level=ADVISORY,
+        params=("allowedRegistries",),
+    ),
+    resource_policy(
+        "k8s-service-no-public-load-balancer",
+        "Services are not external LoadBalancers unless internal or explicitly allowed.",
+        types=(SERVICE,),
+        check=_load_balancer,
+        params=("allowPublicLoadBalancer",),
+    ),
+]

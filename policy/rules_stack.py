@@ -1,0 +1,309 @@
+"""Stack-level rules: labels, and what every online inference workload needs around it.
+
+An *online workload* is a Deployment labelled ``gke-inference/kind: online``
+(on the object or its pod template), or an unlabelled Deployment whose pods
+request accelerators. Each needs an HPA with ``maxReplicas`` targeting it, a
+PodDisruptionBudget selecting its pods and a readiness probe on its serving
+container; HPA metric names must be ones the Deployment's vLLM version exports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from gke_inference.policy import vllm_metrics
+from gke_inference.policy.base import stack_policy
+from gke_inference.policy.config import param
+from gke_inference.policy.props import get, items, number, obj
+from gke_inference.policy.rules_kubernetes import (
+    DEPLOYMENT,
+    PodSpec,
+    accelerator_counts,
+    containers,
+    pod_specs,
+    requests_accelerator,
+)
+from pulumi_policy import (
+    PolicyResource,
+    ReportViolation,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
+
+HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
+PDB = "kubernetes:policy/v1:PodDisruptionBudget"
+KIND_LABEL = "gke-inference/kind"
+
+# --------------------------------------------------------------------------- labels
+
+#: Google Cloud types that take labels, and where (dotted path of the labels map).
+LABEL_FIELDS: dict[str, str] = {
+    "gcp:container/cluster:Cluster": "resourceLabels",
+    "gcp:container/nodePool:NodePool": "nodeConfig.resourceLabels",
+    "gcp:storage/bucket:Bucket": "labels",
+    "gcp:artifactregistry/repository:Repository": "labels",
+    "gcp:kms/cryptoKey:CryptoKey": "labels",
+    "gcp:compute/instance:Instance": "labels",
+    "gcp:compute/instanceTemplate:InstanceTemplate": "labels",
+    "gcp:compute/disk:Disk": "labels",
+    "gcp:pubsub/topic:Topic": "labels",
+    "gcp:pubsub/subscription:Subscription": "labels",
+    "gcp:secretmanager/secret:Secret": "labels",
+    "gcp:filestore/instance:Instance": "labels",
+    "gcp:redis/instance:Instance": "labels",
+    "gcp:bigquery/dataset:Dataset": "labels",
+    "gcp:cloudrunv2/service:Service": "labels",
+}
+
+
+def label_field(resource: PolicyResource) -> str | None:
+    """Where a resource keeps its labels (known types, or any gcp type with labels set)."""
+    if resource.resource_type in LABEL_FIELDS:
+        return LABEL_FIELDS[resource.resource_type]
+    if not resource.resource_type.startswith("gcp:"):
+        return None
+    for key in ("labels", "resourceLabels"):
+        if key in resource.props:
+            return key
+    return None
+
+
+def _labels(args: StackValidationArgs, report: ReportViolation) -> None:
+    required = [str(label) for label in param(args, "requiredLabels")]
+    for resource in args.resources:
+        path = label_field(resource)
+        if path is None:
+            continue
+        labels = dict(obj(get(resource.props, *path.split("."))))
+        if resource.provider is not None:
+            defaults = obj(resource.provider.props.get("defaultLabels"))
+            labels = {**defaults, **labels}
+        missing = [label for label in required if not labels.get(label)]
+        if missing:
+            report(
+                f"{resource.name} ({resource.resource_type.rsplit(':', 1)[-1]}) lacks the "
+                f"label(s) {', '.join(missing)}. Add them to {path} (or to the provider's "
+                "defaultLabels).",
+                resource.urn,
+            )
+
+
+# --------------------------------------------------------------------------- online workloads
+
+
+@dataclass
+class Workload:
+    resource: PolicyResource
+    name: str
+    namespace: str | None
+    pods: list[PodSpec]
+
+    @property
+    def pod_labels(self) -> Mapping[str, Any]:
+        return self.pods[0].labels if self.pods else {}
+
+
+def _meta(resource: PolicyResource) -> tuple[str, str | None]:
+    name = get(resource.props, "metadata", "name") or resource.name
+    namespace = get(resource.props, "metadata", "namespace")
+    return str(name), (str(namespace) if namespace else None)
+
+
+def _same_namespace(a: str | None, b: str | None) -> bool:
+    return a is None or b is None or a == b
+
+
+def deployments(args: StackValidationArgs) -> list[Workload]:
+    found = []
+    for resource in args.resources:
+        if resource.resource_type != DEPLOYMENT:
+            continue
+        name, namespace = _meta(resource)
+        found.append(Workload(resource, name, namespace, pod_specs(DEPLOYMENT, resource.props)))
+    return found
+
+
+def is_online(workload: Workload) -> bool:
+    kind = get(
+        workload.resource.props, "metadata", "labels", KIND_LABEL
+    ) or workload.pod_labels.get(KIND_LABEL)
+    if kind is not None:
+        return bool(kind == "online")
+    return any(requests_accelerator(pod) for pod in workload.pods)
+
+
+def online_workloads(args: StackValidationArgs) -> list[Workload]:
+    return [w for w in deployments(args) if is_online(w)]
+
+
+def _hpas_for(args: StackValidationArgs, workload: Workload) -> list[PolicyResource]:
+    found = []
+    for resource in args.resources:
+        if resource.resource_type != HPA:
+            continue
+        target = obj(get(resource.props, "spec", "scaleTargetRef"))
+        _, namespace = _meta(resource)
+        if (
+            target.get("kind") == "Deployment"
+            and target.get("name") == workload.name
+            and _same_namespace(namespace, workload.namespace)
+        ):
+            found.append(resource)
+    return found
+
+
+def _hpa_coverage(args: StackValidationArgs, report: ReportViolation) -> None:
+    for workload in online_workloads(args):
+        hpas = _hpas_for(args, workload)
+        if not hpas:
+            report(
+                f"Online workload {workload.name} has no HorizontalPodAutoscaler. Add an "
+                f"autoscaling/v2 HPA with scaleTargetRef {{kind: Deployment, name: "
+                f"{workload.name}}} and a maxReplicas bound.",
+                workload.resource.urn,
+            )
+        for hpa in hpas:
+            if (number(get(hpa.props, "spec", "maxReplicas")) or 0) < 1:
+                report(
+                    f"HPA {hpa.name} for {workload.name} has no maxReplicas. Set "
+                    "spec.maxReplicas to the most replicas the accelerator quota allows.",
+                    hpa.urn,
+                )
+
+
+def selector_matches(selector: Mapping[str, Any], labels: Mapping[str, Any]) -> bool:
+    """Kubernetes label-selector semantics (an empty selector selects everything)."""
+    for label, value in obj(selector.get("matchLabels")).items():
+        if labels.get(label) != value:
+            return False
+    for expression in items(selector.get("matchExpressions")):
+        e = obj(expression)
+        key, operator, values = str(e.get("key")), e.get("operator"), items(e.get("values"))
+        if operator == "In" and labels.get(key) not in values:
+            return False
+        if operator == "NotIn" and key in labels and labels.get(key) in values:
+            return False
+        if operator == "Exists" and key not in labels:
+            return False
+        if operator == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def _pdb_coverage(args: StackValidationArgs, report: ReportViolation) -> None:
+    pdbs = [r for r in args.resources if r.resource_type == PDB]
+    for workload in online_workloads(args):
+        covered = any(
+            _same_namespace(_meta(pdb)[1], workload.namespace)
+            and isinstance(get(pdb.props, "spec", "selector"), Mapping)
+            and selector_matches(obj(get(pdb.props, "spec", "selector")), workload.pod_labels)
+            for pdb in pdbs
+        )
+        if not covered:
+            labels = dict(workload.pod_labels)
+            report(
+                f"Online workload {workload.name} has no PodDisruptionBudget, so node "
+                "upgrades can take all replicas down at once. Add a policy/v1 "
+                f"PodDisruptionBudget whose spec.selector.matchLabels selects {labels} "
+                "(e.g. maxUnavailable: 1).",
+                workload.resource.urn,
+            )
+
+
+def serving_containers(pod: PodSpec) -> list[tuple[str, Mapping[str, Any]]]:
+    app = [(p, c) for p, c in containers(pod) if ".containers[" in p]
+    with_accelerators = [(p, c) for p, c in app if accelerator_counts(c)]
+    if with_accelerators:
+        return with_accelerators
+    with_ports = [(p, c) for p, c in app if items(c.get("ports"))]
+    return with_ports or app[:1]
+
+
+def _readiness(args: StackValidationArgs, report: ReportViolation) -> None:
+    for workload in online_workloads(args):
+        for pod in workload.pods:
+            for path, container in serving_containers(pod):
+                if not isinstance(container.get("readinessProbe"), Mapping):
+                    report(
+                        f"Online workload {workload.name}: serving container "
+                        f"{container.get('name') or path} has no readiness probe, so it gets "
+                        "traffic while the model is still loading. Add "
+                        f"{path}.readinessProbe (vLLM: httpGet /health on the serving port).",
+                        workload.resource.urn,
+                    )
+
+
+# --------------------------------------------------------------------------- HPA metrics
+
+
+def hpa_metric_names(hpa: PolicyResource) -> list[str]:
+    names = []
+    for metric in items(get(hpa.props, "spec", "metrics")):
+        for source in ("external", "pods", "object"):
+            name = get(metric, source, "metric", "name")
+            if isinstance(name, str) and name:
+                names.append(name)
+    return names
+
+
+def vllm_versions(workload: Workload) -> list[tuple[str, vllm_metrics.Version]]:
+    found = []
+    for pod in workload.pods:
+        for _, container in containers(pod):
+            image = container.get("image")
+            version = vllm_metrics.version_of_image(image) if isinstance(image, str) else None
+            if version is not None:
+                found.append((str(image), version))
+    return found
+
+
+def _hpa_metrics(args: StackValidationArgs, report: ReportViolation) -> None:
+    workloads = deployments(args)
+    everywhere = [v for w in workloads for v in vllm_versions(w)]
+    for hpa in (r for r in args.resources if r.resource_type == HPA):
+        names = [n for n in hpa_metric_names(hpa) if vllm_metrics.parse_metric_name(n)]
+        if not names:
+            continue
+        target = next((w for w in workloads if hpa in _hpas_for(args, w)), None)
+        versions = vllm_versions(target) if target is not None else everywhere
+        for name in names:
+            for image, version in dict.fromkeys(versions):
+                why = vllm_metrics.problem(name, version)
+                if why:
+                    report(
+                        f"HPA {hpa.name} scales on {name}, but {why} (image {image}). "
+                        "Change the metric name or the vLLM version, or the HPA never scales.",
+                        hpa.urn,
+                    )
+
+
+POLICIES: list[StackValidationPolicy] = [
+    stack_policy(
+        "gcp-required-labels",
+        "Every labelable Google Cloud resource carries the required labels (environment).",
+        check=_labels,
+        params=("requiredLabels",),
+    ),
+    stack_policy(
+        "k8s-online-workload-has-hpa",
+        "Every online inference Deployment has an HPA with maxReplicas targeting it.",
+        check=_hpa_coverage,
+    ),
+    stack_policy(
+        "k8s-online-workload-has-pdb",
+        "Every online inference Deployment has a PodDisruptionBudget selecting its pods.",
+        check=_pdb_coverage,
+    ),
+    stack_policy(
+        "k8s-online-workload-readiness-probe",
+        "The serving container of every online inference Deployment has a readiness probe.",
+        check=_readiness,
+    ),
+    stack_policy(
+        "k8s-hpa-vllm-metrics-exported",
+        "HPA metrics on vLLM use names the Deployment's vLLM version actually exports.",
+        check=_hpa_metrics,
+    ),
+]
