@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from gke_inference.errors import UserInputError
 
@@ -20,11 +21,61 @@ def _plan(args: argparse.Namespace) -> int:
     from gke_inference.render import render_tree
 
     plan = plan_platform(args.stack, args.config)
+    report = None if args.no_policy else _run_policy(plan.resources, args.policy_config)
     if args.format == "json":
-        sys.stdout.write(json.dumps(plan.to_json(), indent=2, sort_keys=False) + "\n")
+        doc = plan.to_json()
+        if report is not None:
+            doc["policy"] = report.to_json()
+        sys.stdout.write(json.dumps(doc, indent=2, sort_keys=False) + "\n")
     else:
         sys.stdout.write(render_tree(plan) + "\n")
-    return EXIT_OK
+        if report is not None:
+            from gke_inference.policy.engine import render_report
+
+            sys.stdout.write("\n" + render_report(report) + "\n")
+    return EXIT_VIOLATION if report is not None and report.mandatory else EXIT_OK
+
+
+def _run_policy(resources: Any, config_file: str | None) -> Any:
+    """Run the policy pack in-process; config problems become a UserInputError (exit 2)."""
+    from gke_inference.policy.config import PolicyConfigError, load_config_file
+    from gke_inference.policy.engine import check_resources
+
+    from gke_inference.errors import Problem
+
+    try:
+        config = load_config_file(config_file) if config_file else None
+        return check_resources(resources, config, source=config_file or "policy config")
+    except PolicyConfigError as exc:
+        raise UserInputError(
+            "Cannot use the policy config",
+            [Problem(exc.source, problem) for problem in exc.problems],
+        ) from None
+
+
+def _policy_check(args: argparse.Namespace) -> int:
+    from gke_inference.policy.engine import PlanFileError, load_plan_file, render_report
+
+    from gke_inference.errors import Problem
+
+    try:
+        resources = load_plan_file(args.file)
+    except PlanFileError as exc:
+        raise UserInputError("Cannot check the plan", [Problem(exc.source, exc.detail)]) from None
+    report = _run_policy(resources, args.policy_config)
+    if args.format == "json":
+        sys.stdout.write(json.dumps({"policy": report.to_json()}, indent=2) + "\n")
+    else:
+        sys.stdout.write(render_report(report) + "\n")
+    return EXIT_VIOLATION if report.mandatory else EXIT_OK
+
+
+def _add_policy_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--policy-config",
+        metavar="FILE",
+        help="policy pack config (the JSON of `pulumi preview --policy-pack-config`)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,7 +99,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH=VALUE",
         help="override a config value (pulumi config set --path syntax), repeatable",
     )
+    _add_policy_options(plan)
+    plan.add_argument(
+        "--no-policy", action="store_true", help="skip the policy pack (exit code ignores it)"
+    )
     plan.set_defaults(handler=_plan)
+
+    policy = sub.add_parser("policy", help="run the policy pack offline")
+    policy_sub = policy.add_subparsers(dest="policy_command", required=True)
+    check = policy_sub.add_parser(
+        "check",
+        help="check a saved `plan --format json` file (exit 1 on a mandatory violation)",
+    )
+    check.add_argument("file", metavar="FILE", help="saved plan JSON, or - for stdin")
+    check.add_argument("--format", choices=["text", "json"], default="text")
+    _add_policy_options(check)
+    check.set_defaults(handler=_policy_check)
     return parser
 
 

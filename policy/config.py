@@ -133,7 +133,7 @@ def _apply(
     all_value = layer.get("all")
     if all_value is not None:
         raw = all_value.get("enforcementLevel") if isinstance(all_value, Mapping) else all_value
-        level = _level(raw, f"{where}.all", problems) if raw is not None else None
+        level = _level(raw, f"{where}all", problems) if raw is not None else None
         if level is not None:
             for resolved in result.values():
                 resolved.level = level
@@ -141,18 +141,18 @@ def _apply(
         if name == "all":
             continue
         if name not in result:
-            problems.append(f"{where}.{name}: no policy of that name in {PACK_NAME}")
+            problems.append(f"{where}{name}: no policy of that name in {PACK_NAME}")
             continue
         if isinstance(value, Mapping):
             for key, item in value.items():
                 if key == "enforcementLevel":
-                    level = _level(item, f"{where}.{name}.enforcementLevel", problems)
+                    level = _level(item, f"{where}{name}.enforcementLevel", problems)
                     if level is not None:
                         result[name].level = level
                 else:
                     result[name].properties[key] = item
         else:
-            level = _level(value, f"{where}.{name}", problems)
+            level = _level(value, f"{where}{name}", problems)
             if level is not None:
                 result[name].level = level
 
@@ -206,11 +206,11 @@ def resolve_pack_config(
         result[policy.name] = ResolvedPolicyConfig(level, defaults)
     problems: list[str] = []
     if initial_config:
-        _apply(result, initial_config, "initial_config", problems)
+        _apply(result, initial_config, "initial_config.", problems)
     if user_config:
         if not isinstance(user_config, Mapping):
             raise PolicyConfigError(source, ["the top level must be a JSON object"])
-        _apply(result, user_config, source, problems)
+        _apply(result, user_config, "", problems)
     for policy in policies:
         props = result[policy.name].properties
         known = policy.config_schema.properties if policy.config_schema else {}

@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from gke_inference.policy.config import ResolvedPolicyConfig, resolve_pack_config
-from gke_inference.policy.pack import ALL_POLICIES, INITIAL_CONFIG, PACK_ENFORCEMENT
+from gke_inference.policy.pack import ALL_POLICIES, INITIAL_CONFIG, PACK_ENFORCEMENT, PACK_NAME
 from pulumi_policy import (
     EnforcementLevel,
     Policy,
@@ -70,7 +72,12 @@ class PolicyReport:
 
 
 class PlanFileError(ValueError):
-    """A saved plan cannot be read; the message says what is wrong."""
+    """A saved plan cannot be read; ``detail`` says what is wrong with ``source``."""
+
+    def __init__(self, source: str, detail: str) -> None:
+        self.source = source
+        self.detail = detail
+        super().__init__(f"{source}: {detail}")
 
 
 def _options(resource: RecordedResource) -> PolicyResourceOptions:
@@ -227,19 +234,20 @@ def resources_from_plan_json(data: Any, source: str = "plan") -> list[RecordedRe
     """The resources of a saved ``gke-inference plan --format json`` document."""
     if not isinstance(data, Mapping) or not isinstance(data.get("resources"), list):
         raise PlanFileError(
-            f"{source}: not a plan; expected the JSON object written by "
-            '`gke-inference plan --format json` (with a "resources" list)'
+            source,
+            "not a plan; expected the JSON object written by "
+            '`gke-inference plan --format json` (with a "resources" list)',
         )
     found = []
     for i, item in enumerate(data["resources"]):
         if not isinstance(item, Mapping):
-            raise PlanFileError(f"{source}: resources[{i}] is not an object")
+            raise PlanFileError(source, f"resources[{i}] is not an object")
         missing = [k for k in ("urn", "type", "name") if not isinstance(item.get(k), str)]
         if missing:
-            raise PlanFileError(f"{source}: resources[{i}] lacks {', '.join(missing)}")
+            raise PlanFileError(source, f"resources[{i}] lacks {', '.join(missing)}")
         inputs = item.get("inputs") or {}
         if not isinstance(inputs, Mapping):
-            raise PlanFileError(f"{source}: resources[{i}].inputs is not an object")
+            raise PlanFileError(source, f"resources[{i}].inputs is not an object")
         found.append(
             RecordedResource(
                 urn=item["urn"],
@@ -256,3 +264,33 @@ def resources_from_plan_json(data: Any, source: str = "plan") -> list[RecordedRe
             )
         )
     return found
+
+
+def render_report(report: PolicyReport) -> str:
+    """The text block printed after the plan tree (and by ``policy check``)."""
+    lines = [
+        f"Policy {PACK_NAME}: {report.checked} resources checked, "
+        f"{len(report.mandatory)} mandatory and {len(report.advisory)} advisory violations"
+    ]
+    for v in sorted(report.violations, key=lambda v: (v.level != "mandatory", v.policy, v.urn)):
+        resource = v.urn.rsplit("::", 1)[-1]
+        kind = v.urn.split("::")[-2].rsplit("$", 1)[-1] if v.urn.count("::") >= 3 else ""
+        lines.append(f"  [{v.level}]  {v.policy}  ({resource}: {kind})")
+        lines.append(f"      {v.message}")
+    return "\n".join(lines)
+
+
+def load_plan_file(path: str) -> list[RecordedResource]:
+    """Resources of a saved plan; ``-`` reads stdin. Raises PlanFileError with a clear message."""
+    source = "stdin" if path == "-" else path
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PlanFileError(source, f"cannot read: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PlanFileError(
+            source, f"not JSON ({exc}); save a plan with `gke-inference plan --format json`"
+        ) from None
+    return resources_from_plan_json(data, source)
