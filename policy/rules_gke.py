@@ -222,7 +222,7 @@ def _logging_monitoring(args: ResourceValidationArgs, report: ReportViolation) -
             report(
                 f"Cluster {args.name} disables system {config[:-6]} "
                 f"({config}.enableComponents={list(items(components))}). "
-                f"Include SYSTEM_COMPONENTS in {config}.enableComponents.",
+                f"Set {config}.enableComponents to a list that includes SYSTEM_COMPONENTS.",
                 None,
             )
 
