@@ -145,6 +145,8 @@ class StreamingWorker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(closed), timeout=_SHUTDOWN_RESERVE_S / 2)
         await self._loop.run_in_executor(None, self._publisher.stop)
+        # Closing the channel also tells the server that this stream is gone.
+        await self._loop.run_in_executor(None, self._subscriber.close)
         await self._model.aclose()
         log.info("shutdown complete")
 
