@@ -14,6 +14,7 @@ from gke_inference.errors import UserInputError
 EXIT_OK = 0
 EXIT_VIOLATION = 1
 EXIT_USER_ERROR = 2
+EXIT_INVALID_MANIFESTS = 3
 
 
 def _plan(args: argparse.Namespace) -> int:
@@ -21,6 +22,8 @@ def _plan(args: argparse.Namespace) -> int:
     from gke_inference.render import render_tree
 
     plan = plan_platform(args.stack, args.config)
+    if args.manifests and not _write_manifests(plan, args.manifests):
+        return EXIT_INVALID_MANIFESTS
     report = None if args.no_policy else _run_policy(plan.resources, args.policy_config)
     if args.format == "json":
         doc = plan.to_json()
@@ -34,6 +37,33 @@ def _plan(args: argparse.Namespace) -> int:
 
             sys.stdout.write("\n" + render_report(report) + "\n")
     return EXIT_VIOLATION if report is not None and report.mandatory else EXIT_OK
+
+
+def _write_manifests(plan: Any, directory: str) -> bool:
+    """Write one YAML file per Kubernetes object and validate them strictly."""
+    from gke_inference.errors import Problem
+    from gke_inference.manifests import (
+        ManifestError,
+        kubernetes_objects,
+        omitted,
+        validate_manifests,
+        write_manifests,
+    )
+
+    try:
+        problems = validate_manifests(kubernetes_objects(plan))
+        written = write_manifests(plan, directory)
+    except ManifestError as exc:
+        raise UserInputError("Cannot write manifests", [Problem(directory, str(exc))]) from None
+    for note in omitted(plan):
+        sys.stderr.write(f"note: {note}\n")
+    sys.stderr.write(f"wrote {len(written)} manifests to {directory}\n")
+    if problems:
+        sys.stderr.write(f"error: {len(problems)} manifests fail strict schema validation\n")
+        for problem in problems:
+            sys.stderr.write(problem.render() + "\n")
+        return False
+    return True
 
 
 def _run_policy(resources: Any, config_file: str | None) -> Any:
@@ -100,6 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a config value (pulumi config set --path syntax), repeatable",
     )
     _add_policy_options(plan)
+    plan.add_argument(
+        "--manifests",
+        metavar="DIR",
+        help="also write every Kubernetes object as YAML (kubectl apply -f DIR), validated strictly",
+    )
     plan.add_argument(
         "--no-policy", action="store_true", help="skip the policy pack (exit code ignores it)"
     )
