@@ -9,6 +9,7 @@ container; HPA metric names must be ones the Deployment's vLLM version exports.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -70,6 +71,17 @@ def label_field(resource: PolicyResource) -> str | None:
     return None
 
 
+def provider_default_labels(props: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A gcp provider's ``defaultLabels`` (the engine passes provider maps as JSON strings)."""
+    value = props.get("defaultLabels")
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return {}
+    return obj(value)
+
+
 def _labels(args: StackValidationArgs, report: ReportViolation) -> None:
     required = [str(label) for label in param(args, "requiredLabels")]
     for resource in args.resources:
@@ -78,8 +90,7 @@ def _labels(args: StackValidationArgs, report: ReportViolation) -> None:
             continue
         labels = dict(obj(get(resource.props, *path.split("."))))
         if resource.provider is not None:
-            defaults = obj(resource.provider.props.get("defaultLabels"))
-            labels = {**defaults, **labels}
+            labels = {**provider_default_labels(resource.provider.props), **labels}
         missing = [label for label in required if not labels.get(label)]
         if missing:
             report(
