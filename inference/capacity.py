@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pulumi
 from gke_inference.inference.catalog import CATALOG, lookup
-from gke_inference.platform.cluster import OAUTH_SCOPES, ResourceLimit, shielded_node_config
+from gke_inference.platform.cluster import ResourceLimit, hardened_node_config
 from pulumi_gcp import container
 
 from gke_inference.components import child_options
@@ -100,30 +100,17 @@ class AcceleratorPools(pulumi.ComponentResource):
                 strategy="SURGE", max_surge=0, max_unavailable=1
             ),
             network_config=container.NodePoolNetworkConfigArgs(enable_private_nodes=True),
-            node_config=container.NodePoolNodeConfigArgs(
+            node_config=hardened_node_config(
                 machine_type=pool.machine_type,
-                image_type="COS_CONTAINERD",
+                service_account=args.node_service_account,
                 disk_type="pd-balanced" if acc.kind == "tpu" else "pd-ssd",
                 disk_size_gb=200,
-                service_account=args.node_service_account,
-                oauth_scopes=OAUTH_SCOPES,
+                labels={"resource-type": acc.kind, "gke-inference/accelerator": acc.key},
+                resource_labels=s.common_labels,
+                taint=(PROVISIONING_TAINT, pool.provisioning),
                 spot=pool.provisioning == "spot",
                 guest_accelerators=accelerators,
                 reservation_affinity=reservation,
-                shielded_instance_config=shielded_node_config(),
-                workload_metadata_config=container.NodePoolNodeConfigWorkloadMetadataConfigArgs(
-                    mode="GKE_METADATA"
-                ),
-                gcfs_config=container.NodePoolNodeConfigGcfsConfigArgs(enabled=True),
-                gvnic=container.NodePoolNodeConfigGvnicArgs(enabled=True),
-                metadata={"disable-legacy-endpoints": "true"},
-                labels={"resource-type": acc.kind, "gke-inference/accelerator": acc.key},
-                resource_labels=s.common_labels,
-                taints=[
-                    container.NodePoolNodeConfigTaintArgs(
-                        key=PROVISIONING_TAINT, value=pool.provisioning, effect="NO_SCHEDULE"
-                    )
-                ],
             ),
             opts=child_options(
                 self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 from pulumi_gcp import container
@@ -35,9 +36,44 @@ class GkeClusterArgs:
     nap_limits: list[ResourceLimit] = field(default_factory=list)
 
 
-def shielded_node_config() -> container.NodePoolNodeConfigShieldedInstanceConfigArgs:
-    return container.NodePoolNodeConfigShieldedInstanceConfigArgs(
-        enable_secure_boot=True, enable_integrity_monitoring=True
+def hardened_node_config(
+    *,
+    machine_type: str,
+    service_account: pulumi.Input[str],
+    disk_type: str,
+    disk_size_gb: int,
+    labels: dict[str, str],
+    resource_labels: dict[str, str],
+    taint: tuple[str, str],
+    **extra: Any,
+) -> container.NodePoolNodeConfigArgs:
+    """Node settings every pool shares: the security baseline lives in one place.
+
+    Shielded VM (secure boot, integrity monitoring), the dedicated node
+    identity, the GKE metadata server, no legacy metadata endpoints, image
+    streaming, gVNIC, and one NoSchedule taint that reserves the pool.
+    """
+    key, value = taint
+    return container.NodePoolNodeConfigArgs(
+        machine_type=machine_type,
+        image_type="COS_CONTAINERD",
+        disk_type=disk_type,
+        disk_size_gb=disk_size_gb,
+        service_account=service_account,
+        oauth_scopes=OAUTH_SCOPES,
+        shielded_instance_config=container.NodePoolNodeConfigShieldedInstanceConfigArgs(
+            enable_secure_boot=True, enable_integrity_monitoring=True
+        ),
+        workload_metadata_config=container.NodePoolNodeConfigWorkloadMetadataConfigArgs(
+            mode="GKE_METADATA"
+        ),
+        gcfs_config=container.NodePoolNodeConfigGcfsConfigArgs(enabled=True),
+        gvnic=container.NodePoolNodeConfigGvnicArgs(enabled=True),
+        metadata={"disable-legacy-endpoints": "true"},
+        labels=labels,
+        resource_labels=resource_labels,
+        taints=[container.NodePoolNodeConfigTaintArgs(key=key, value=value, effect="NO_SCHEDULE")],
+        **extra,
     )
 
 
@@ -290,27 +326,14 @@ class GkeCluster(pulumi.ComponentResource):
                 strategy="SURGE", max_surge=1, max_unavailable=0
             ),
             network_config=container.NodePoolNetworkConfigArgs(enable_private_nodes=True),
-            node_config=container.NodePoolNodeConfigArgs(
+            node_config=hardened_node_config(
                 machine_type=pool.machine_type,
+                service_account=args.node_service_account,
                 disk_type=pool.disk_type,
                 disk_size_gb=pool.disk_size_gb,
-                image_type="COS_CONTAINERD",
-                service_account=args.node_service_account,
-                oauth_scopes=OAUTH_SCOPES,
-                shielded_instance_config=shielded_node_config(),
-                workload_metadata_config=container.NodePoolNodeConfigWorkloadMetadataConfigArgs(
-                    mode="GKE_METADATA"
-                ),
-                gcfs_config=container.NodePoolNodeConfigGcfsConfigArgs(enabled=True),
-                gvnic=container.NodePoolNodeConfigGvnicArgs(enabled=True),
-                metadata={"disable-legacy-endpoints": "true"},
                 labels={"resource-type": "system"},
                 resource_labels=s.common_labels,
-                taints=[
-                    container.NodePoolNodeConfigTaintArgs(
-                        key=MANAGED_COMPONENTS_TAINT, value="true", effect="NO_SCHEDULE"
-                    )
-                ],
+                taint=(MANAGED_COMPONENTS_TAINT, "true"),
             ),
             opts=child_options(
                 self,
