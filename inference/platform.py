@@ -13,6 +13,7 @@ from gke_inference.inference.catalog import Accelerator, MachineShape, lookup
 from gke_inference.inference.cluster_addons import ClusterAddons, ClusterAddonsArgs
 from gke_inference.inference.compute_classes import class_names, compute_class_spec
 from gke_inference.inference.gateway import InferenceGateway, InferenceGatewayArgs
+from gke_inference.inference.inference_extension import InferenceExtension
 from gke_inference.inference.metrics_adapter import MetricsAdapter, MetricsAdapterArgs
 from gke_inference.inference.model_storage import ModelBucket, ModelBucketArgs
 from gke_inference.inference.workload_identity import project_number
@@ -122,6 +123,7 @@ class InferencePlatform(pulumi.ComponentResource):
             ),
             k8s_opts,
         )
+        InferenceExtension(f"{name}-extension", k8s_opts)
         InferenceGateway(
             f"{name}-gateway",
             InferenceGatewayArgs(inf.gateway, addons.gateway_namespace),

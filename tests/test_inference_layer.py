@@ -237,3 +237,16 @@ def test_outputs_contract_is_complete(any_plan: Plan) -> None:
     classes_out = any_plan.outputs["computeClasses"]
     assert classes_out and all(isinstance(v, str) for v in classes_out.values())
     assert set(classes_out.values()) == set(classes(any_plan))
+
+
+def test_inference_objective_crd_is_installed_and_pinned(plan_of: Any) -> None:
+    crd = plan_of("dev").one("kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition").inputs
+    assert crd["metadata"]["name"] == "inferenceobjectives.inference.networking.x-k8s.io"
+    assert crd["metadata"]["labels"]["gke-inference/api-version"] == "v1.5.0"
+    version = crd["spec"]["versions"][0]
+    assert version["name"] == "v1alpha2" and version["storage"] is True
+    spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert spec["required"] == ["poolRef"]
+    assert spec["properties"]["poolRef"]["properties"]["group"]["default"] == (
+        "inference.networking.k8s.io"
+    )
