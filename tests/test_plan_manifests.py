@@ -24,7 +24,12 @@ def test_manifests_are_written_and_pass_strict_validation(
     assert code == 0, err
     files = sorted(out.glob("*.yaml"))
     kinds = [yaml.safe_load(f.read_text())["kind"] for f in files]
-    assert kinds[0] == "Namespace"  # namespaces first, so kubectl apply -f works
+    # CRDs and namespaces come first, so `kubectl apply -f DIR` works in one pass.
+    first_other = next(
+        i for i, k in enumerate(kinds) if k not in {"CustomResourceDefinition", "Namespace"}
+    )
+    assert "Namespace" not in kinds[first_other:]
+    assert "CustomResourceDefinition" not in kinds[first_other:]
     for kind in ("ComputeClass", "Deployment", "APIService", "Gateway", "PodMonitoring",
                  "PriorityClass", "ClusterRoleBinding"):  # fmt: skip
         assert kind in kinds
