@@ -21,7 +21,12 @@ def _plan(args: argparse.Namespace) -> int:
     from gke_inference.planning import plan_platform
     from gke_inference.render import render_tree
 
-    plan = plan_platform(args.stack, args.config)
+    if args.workload:
+        from gke_inference.planning import plan_workload
+
+        plan = plan_workload(args.stack, args.workload, args.config, args.organization)
+    else:
+        plan = plan_platform(args.stack, args.config)
     if args.manifests and not _write_manifests(plan, args.manifests):
         return EXIT_INVALID_MANIFESTS
     report = None if args.no_policy else _run_policy(plan.resources, args.policy_config)
@@ -100,6 +105,33 @@ def _policy_check(args: argparse.Namespace) -> int:
     return EXIT_VIOLATION if report.mandatory else EXIT_OK
 
 
+def _size(args: argparse.Namespace) -> int:
+    from gke_inference.workloads.sizing import size
+    from gke_inference.workloads.spec import load_spec
+
+    spec = load_spec(args.spec)
+    sizing = size(spec, devices=args.devices)
+    if args.format == "json":
+        doc = {
+            "workload": spec.name,
+            "accelerator": sizing.accelerator.key,
+            "machineType": sizing.shape.machine_type,
+            "computeClass": sizing.compute_class,
+            "tensorParallel": sizing.tensor_parallel,
+            "pipelineParallel": sizing.pipeline_parallel,
+            "weightsGiB": round(sizing.weights_gib, 2),
+            "kvCacheGiB": round(sizing.kv_cache_gib, 2),
+            "usableGiB": round(sizing.usable_gib, 2),
+            "vllmArgs": sizing.vllm_args(),
+        }
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    else:
+        sys.stdout.write(f"Sizing of {spec.name} ({spec.model.id if spec.model else ''})\n\n")
+        sys.stdout.write(sizing.table() + "\n\nvLLM arguments:\n  ")
+        sys.stdout.write("\n  ".join(sizing.vllm_args()) + "\n")
+    return EXIT_OK
+
+
 def _add_policy_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--policy-config",
@@ -131,6 +163,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_policy_options(plan)
     plan.add_argument(
+        "--workload",
+        "-w",
+        metavar="SPEC",
+        help="plan the workload stack <stack>-<name> of this spec on top of the platform plan",
+    )
+    plan.add_argument(
+        "--organization",
+        default="organization",
+        help="organization in the platform StackReference (organization/gke-inference/<stack>)",
+    )
+    plan.add_argument(
         "--manifests",
         metavar="DIR",
         help="also write every Kubernetes object as YAML (kubectl apply -f DIR), validated strictly",
@@ -139,6 +182,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-policy", action="store_true", help="skip the policy pack (exit code ignores it)"
     )
     plan.set_defaults(handler=_plan)
+
+    sizer = sub.add_parser(
+        "size", help="size a workload spec: devices, parallelism, vLLM flags, compute class"
+    )
+    sizer.add_argument("spec", metavar="SPEC", help="workload spec file (YAML or JSON)")
+    sizer.add_argument("--devices", type=int, help="require this many devices per node")
+    sizer.add_argument("--format", choices=["text", "json"], default="text")
+    sizer.set_defaults(handler=_size)
 
     policy = sub.add_parser("policy", help="run the policy pack offline")
     policy_sub = policy.add_subparsers(dest="policy_command", required=True)

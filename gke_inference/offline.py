@@ -122,13 +122,21 @@ class PlanMocks(pulumi_mocks.Mocks):
     to the logical name.
     """
 
-    def __init__(self, project_id: str | None = None) -> None:
+    def __init__(
+        self,
+        project_id: str | None = None,
+        stack_outputs: dict[str, tuple[dict[str, Any], list[str]]] | None = None,
+    ) -> None:
         self.project_id = project_id or "offline-project"
+        # StackReference name -> (outputs, names of the secret outputs)
+        self.stack_outputs = stack_outputs or {}
 
     def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         inputs = dict(args.inputs)
         if args.typ == "pulumi:pulumi:StackReference":
-            return args.resource_id or args.name, inputs
+            ref = str(inputs.get("name") or args.resource_id or args.name)
+            outputs, secret_names = self.stack_outputs.get(ref, ({}, []))
+            return ref, {**inputs, "outputs": outputs, "secretOutputNames": secret_names}
         state: dict[str, Any] = {**inputs}
         state.setdefault("name", args.name)
         resource_id = f"{args.name}-id"

@@ -48,3 +48,45 @@ def plan_platform(
         config=to_engine_config(config),
         monitor=monitor,
     )
+
+
+def plan_workload(
+    stack: str,
+    spec_file: str,
+    overrides: list[str] | None = None,
+    organization: str = "organization",
+    project_dir: Path | None = None,
+) -> Plan:
+    """Plan a workload stack offline on top of the platform plan of ``stack``.
+
+    The platform stack is planned first; its outputs feed the mocked
+    StackReference exactly as the real platform stack's outputs would.
+    """
+    from gke_inference.workloads.platform_ref import (
+        WORKLOADS_PROJECT,
+        platform_stack_name,
+        workload_stack_name,
+    )
+    from gke_inference.workloads.program import workload_program
+    from gke_inference.workloads.sizing import size
+    from gke_inference.workloads.spec import load_spec
+
+    from gke_inference.offline import PlanMocks
+
+    spec = load_spec(spec_file)
+    if spec.kind != "comfyui":
+        size(spec)  # a spec that cannot fit fails before anything is planned
+    platform = plan_platform(stack, overrides, project_dir)
+    reference = platform_stack_name(organization, stack)
+    mocks = PlanMocks(
+        str(platform.outputs.get("projectId")),
+        stack_outputs={reference: (platform.outputs, platform.secret_outputs)},
+    )
+    return run_offline(
+        workload_program(spec, stack, organization),
+        project=WORKLOADS_PROJECT,
+        stack=workload_stack_name(stack, spec.name),
+        config={},
+        organization=organization,
+        mocks=mocks,
+    )

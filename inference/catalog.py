@@ -68,7 +68,8 @@ CATALOG: tuple[Accelerator, ...] = (
         bandwidth_gbps=300,
         shapes=_shapes(
             "g2-standard",
-            {"4": 1, "8": 1, "12": 1, "16": 1, "32": 1, "24": 2, "48": 4, "96": 8},
+            # g2-standard-8 first: the 1-GPU shape with enough host memory to load weights
+            {"8": 1, "4": 1, "12": 1, "16": 1, "32": 1, "24": 2, "48": 4, "96": 8},
         ),
         fp8=True,
         default_max_devices=64,

@@ -61,26 +61,56 @@ class ModelBucket(pulumi.ComponentResource):
         self.name = self.bucket.name
         self.register_outputs({"name": self.name})
 
-    def _grant(
-        self, name: str, role: str, namespace: str, service_account: str
-    ) -> storage.BucketIAMMember:
-        a = self._args
-        return storage.BucketIAMMember(
-            name,
-            bucket=self.bucket.name,
-            role=role,
-            member=ksa_principal(a.project, a.project_number, namespace, service_account),
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-
     def grant_read(
         self, name: str, namespace: str, service_account: str
     ) -> storage.BucketIAMMember:
         """Let a Kubernetes service account read weights (GCS FUSE read-only mounts)."""
-        return self._grant(name, "roles/storage.objectViewer", namespace, service_account)
+        return self._grant(name, "read", namespace, service_account)
 
     def grant_write(
         self, name: str, namespace: str, service_account: str
     ) -> storage.BucketIAMMember:
         """Let a Kubernetes service account upload weights (the model download job)."""
-        return self._grant(name, "roles/storage.objectUser", namespace, service_account)
+        return self._grant(name, "write", namespace, service_account)
+
+    def _grant(
+        self, name: str, access: str, namespace: str, service_account: str
+    ) -> storage.BucketIAMMember:
+        a = self._args
+        return grant_bucket_access(
+            name,
+            self.bucket.name,
+            access,
+            a.project,
+            a.project_number,
+            namespace,
+            service_account,
+            pulumi.ResourceOptions(parent=self),
+        )
+
+
+BUCKET_ROLES = {"read": "roles/storage.objectViewer", "write": "roles/storage.objectUser"}
+
+
+def grant_bucket_access(
+    name: str,
+    bucket: pulumi.Input[str],
+    access: str,
+    project: pulumi.Input[str],
+    number: pulumi.Input[str],
+    namespace: pulumi.Input[str],
+    service_account: pulumi.Input[str],
+    opts: pulumi.ResourceOptions,
+) -> storage.BucketIAMMember:
+    """Bucket access for a Kubernetes service account through its Workload Identity principal.
+
+    ModelBucket uses it for its own bucket; workload stacks use it with the
+    bucket name they read from the platform stack's outputs.
+    """
+    return storage.BucketIAMMember(
+        name,
+        bucket=bucket,
+        role=BUCKET_ROLES[access],
+        member=ksa_principal(project, number, namespace, service_account),
+        opts=opts,
+    )

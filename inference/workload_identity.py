@@ -6,17 +6,24 @@ import pulumi
 from pulumi_gcp import organizations
 
 
-def project_number(project: str) -> pulumi.Output[str]:
+def project_number(project: pulumi.Input[str]) -> pulumi.Output[str]:
     return organizations.get_project_output(project_id=project).number
 
 
 def ksa_principal(
-    project: str, number: pulumi.Input[str], namespace: str, service_account: str
+    project: pulumi.Input[str],
+    number: pulumi.Input[str],
+    namespace: pulumi.Input[str],
+    service_account: pulumi.Input[str],
 ) -> pulumi.Output[str]:
     """The direct principal of ``namespace/service_account`` in the cluster's pool."""
     return pulumi.Output.concat(
         "principal://iam.googleapis.com/projects/",
         number,
-        f"/locations/global/workloadIdentityPools/{project}.svc.id.goog"
-        f"/subject/ns/{namespace}/sa/{service_account}",
+        "/locations/global/workloadIdentityPools/",
+        project,
+        ".svc.id.goog/subject/ns/",
+        namespace,
+        "/sa/",
+        service_account,
     )

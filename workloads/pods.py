@@ -1,0 +1,276 @@
+"""Pod building blocks every model-serving workload shares.
+
+Model weights come from the platform's bucket through the Cloud Storage FUSE
+CSI driver, tuned for large sequential reads; a native sidecar warms the file
+cache while the server starts. Containers run as non-root, without privilege
+escalation, with a read-only root filesystem; accelerators are requested with
+requests = limits and scheduled through the sized compute class.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+from gke_inference.inference.cluster_addons import MODEL_SERVER_LABEL
+from gke_inference.inference.compute_classes import COMPUTE_CLASS_LABEL
+from gke_inference.inference.model_storage import grant_bucket_access
+from gke_inference.workloads.platform_ref import PlatformRef
+from gke_inference.workloads.sizing import MODEL_MOUNT, Sizing, startup_seconds
+from pulumi_gcp import organizations
+from pulumi_kubernetes.core.v1 import (
+    ContainerArgs,
+    ContainerPortArgs,
+    EnvVarArgs,
+    HTTPGetActionArgs,
+    ProbeArgs,
+    ResourceRequirementsArgs,
+    VolumeArgs,
+    VolumeMountArgs,
+)
+from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
+
+SERVER_PORT = 8000
+RUN_AS = 1000
+# vLLM images, pulled through the platform's Docker Hub remote repository.
+VLLM_IMAGES = {"vllm-gpu": "vllm/vllm-openai:v0.11.2", "vllm-tpu": "vllm/vllm-tpu:v0.11.1"}
+VLLM_VERSION_LABEL = "gke-inference/vllm-version"
+
+# Cloud Storage FUSE options for read-mostly model weights: cache metadata and
+# file contents without expiry (weights never change under a path), read
+# ranges into the cache, and download files with parallel streams.
+FUSE_MOUNT_OPTIONS = (
+    "implicit-dirs",
+    "metadata-cache:ttl-secs:-1",
+    "metadata-cache:stat-cache-max-size-mb:-1",
+    "metadata-cache:type-cache-max-size-mb:-1",
+    "metadata-cache:negative-ttl-secs:0",
+    "file-cache:max-size-mb:-1",
+    "file-cache:cache-file-for-range-read:true",
+    "file-cache:enable-parallel-downloads:true",
+    "file-system:kernel-list-cache-ttl-secs:-1",
+)
+PREFETCH_PARALLELISM = 16
+
+
+def labels_for(name: str, kind: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": name,
+        "gke-inference/workload": name,
+        "gke-inference/kind": kind,
+    }
+
+
+def remote_image(platform: PlatformRef, image: str) -> pulumi.Output[str]:
+    """``repo/name:tag`` on Docker Hub -> the same image via the registry's remote."""
+    remotes = platform.reference.get_output("artifactRegistryRemotes")
+    return remotes.apply(
+        lambda r: f"{r['docker-hub']}/{image}" if r and "docker-hub" in r else f"docker.io/{image}"
+    )
+
+
+def fuse_annotations() -> dict[str, str]:
+    # Let the GCS FUSE sidecar use what it needs: limits of 0 mean unbounded.
+    return {
+        "gke-gcsfuse/volumes": "true",
+        "gke-gcsfuse/cpu-limit": "0",
+        "gke-gcsfuse/memory-limit": "0",
+        "gke-gcsfuse/ephemeral-storage-limit": "0",
+    }
+
+
+def fuse_volume(name: str, bucket: pulumi.Input[str], only_dir: str, read_only: bool) -> VolumeArgs:
+    options = list(FUSE_MOUNT_OPTIONS)
+    if only_dir:
+        options.append(f"only-dir:{only_dir}")
+    if not read_only:
+        options = ["implicit-dirs", f"uid={RUN_AS}", f"gid={RUN_AS}"]
+    return VolumeArgs(
+        name=name,
+        csi=k8s.core.v1.CSIVolumeSourceArgs(
+            driver="gcsfuse.csi.storage.gke.io",
+            read_only=read_only,
+            volume_attributes={"bucketName": bucket, "mountOptions": ",".join(options)},
+        ),
+    )
+
+
+def scratch_volumes(shm_gib: int) -> list[VolumeArgs]:
+    """/tmp (HOME, caches) and /dev/shm for tensor-parallel NCCL, plus the FUSE cache."""
+    return [
+        VolumeArgs(name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs()),
+        VolumeArgs(
+            name="dshm",
+            empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(
+                medium="Memory", size_limit=f"{shm_gib}Gi"
+            ),
+        ),
+        # The FUSE sidecar's file cache lives in RAM: TPU hosts have no local SSD.
+        VolumeArgs(
+            name="gke-gcsfuse-cache",
+            empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(medium="Memory"),
+        ),
+    ]
+
+
+def pod_security() -> k8s.core.v1.PodSecurityContextArgs:
+    return k8s.core.v1.PodSecurityContextArgs(
+        run_as_non_root=True,
+        run_as_user=RUN_AS,
+        run_as_group=RUN_AS,
+        fs_group=RUN_AS,
+        seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
+    )
+
+
+def container_security() -> k8s.core.v1.SecurityContextArgs:
+    return k8s.core.v1.SecurityContextArgs(
+        allow_privilege_escalation=False,
+        privileged=False,
+        read_only_root_filesystem=True,
+        run_as_non_root=True,
+        capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
+    )
+
+
+def accelerator_resources(sizing: Sizing) -> ResourceRequirementsArgs:
+    """Accelerators with requests = limits; CPU and memory scale with the device count."""
+    devices = sizing.shape.count
+    resource = sizing.accelerator.resource_name
+    requests = {
+        resource: str(devices),
+        "cpu": str(4 * devices),
+        "memory": f"{16 * devices}Gi",
+        "ephemeral-storage": "10Gi",
+    }
+    limits = {resource: str(devices), "memory": f"{16 * devices}Gi", "ephemeral-storage": "20Gi"}
+    return ResourceRequirementsArgs(requests=requests, limits=limits)
+
+
+def node_selector(sizing: Sizing) -> dict[str, str]:
+    selector = {COMPUTE_CLASS_LABEL: sizing.compute_class}
+    if sizing.accelerator.kind == "tpu":
+        selector["cloud.google.com/gke-tpu-accelerator"] = sizing.accelerator.gke_label
+        selector["cloud.google.com/gke-tpu-topology"] = str(sizing.shape.topology)
+    return selector
+
+
+def server_env(sizing: Sizing) -> list[EnvVarArgs]:
+    env = [
+        EnvVarArgs(name="HOME", value="/tmp/home"),
+        EnvVarArgs(name="XDG_CACHE_HOME", value="/tmp/cache"),
+        EnvVarArgs(name="HF_HOME", value="/tmp/hf"),
+        EnvVarArgs(name="HF_HUB_OFFLINE", value="1"),  # weights come from the bucket only
+        EnvVarArgs(name="VLLM_NO_USAGE_STATS", value="1"),
+    ]
+    if sizing.accelerator.kind == "gpu":
+        env.append(
+            EnvVarArgs(
+                name="LD_LIBRARY_PATH", value="/usr/local/nvidia/lib64:/usr/local/cuda/lib64"
+            )
+        )
+    else:
+        env.append(EnvVarArgs(name="VLLM_XLA_CACHE_PATH", value="/tmp/xla"))
+    return env
+
+
+def vllm_container(sizing: Sizing, image: pulumi.Input[str]) -> ContainerArgs:
+    """The vLLM OpenAI-compatible server with sized flags and load-aware probes."""
+    health = HTTPGetActionArgs(path="/health", port=SERVER_PORT)
+    startup_failures = math.ceil(startup_seconds(sizing) / 10)
+    return ContainerArgs(
+        name="server",
+        image=image,
+        image_pull_policy="IfNotPresent",
+        command=["python3", "-m", "vllm.entrypoints.openai.api_server"],
+        args=[*sizing.vllm_args(SERVER_PORT), "--host=0.0.0.0"],
+        ports=[ContainerPortArgs(name="metrics", container_port=SERVER_PORT, protocol="TCP")],
+        env=server_env(sizing),
+        resources=accelerator_resources(sizing),
+        security_context=container_security(),
+        # Loading weights can take many minutes: the startup probe gives it the
+        # sized budget, then readiness and liveness take over.
+        startup_probe=ProbeArgs(
+            http_get=health, period_seconds=10, failure_threshold=startup_failures
+        ),
+        readiness_probe=ProbeArgs(
+            http_get=health, period_seconds=5, timeout_seconds=2, failure_threshold=3
+        ),
+        liveness_probe=ProbeArgs(
+            http_get=health, period_seconds=15, timeout_seconds=5, failure_threshold=4
+        ),
+        volume_mounts=[
+            VolumeMountArgs(name="model", mount_path=MODEL_MOUNT, read_only=True),
+            VolumeMountArgs(name="tmp", mount_path="/tmp"),
+            VolumeMountArgs(name="dshm", mount_path="/dev/shm"),
+        ],
+    )
+
+
+def prefetch_sidecar(image: pulumi.Input[str], sizing: Sizing) -> ContainerArgs:
+    """A native sidecar that reads the weights once so they land in the FUSE file cache.
+
+    It starts before the server and keeps running (restartPolicy Always), so
+    the server's first read of each shard is a cache hit.
+    """
+    path = sizing.model_path
+    script = (
+        f"find {path} -name '*.safetensors' -type f | "
+        f"xargs -r -P {PREFETCH_PARALLELISM} -I {{}} dd if={{}} of=/dev/null bs=16M status=none; "
+        "echo prefetched; exec sleep infinity"
+    )
+    return ContainerArgs(
+        name="prefetch",
+        image=image,
+        command=["/bin/sh", "-c", script],
+        restart_policy="Always",
+        resources=ResourceRequirementsArgs(
+            requests={"cpu": "250m", "memory": "128Mi"}, limits={"memory": "256Mi"}
+        ),
+        security_context=container_security(),
+        volume_mounts=[VolumeMountArgs(name="model", mount_path=MODEL_MOUNT, read_only=True)],
+    )
+
+
+def server_labels(name: str, kind: str, image_tag: str) -> dict[str, str]:
+    return {**labels_for(name, kind), MODEL_SERVER_LABEL: "vllm", VLLM_VERSION_LABEL: image_tag}
+
+
+def service_account_with_bucket_access(
+    name: str,
+    workload: str,
+    platform: PlatformRef,
+    buckets: list[tuple[pulumi.Input[str], str]],
+    parent: pulumi.Resource,
+    k8s_opts: pulumi.ResourceOptions,
+) -> k8s.core.v1.ServiceAccount:
+    """A Kubernetes service account and its bucket grants (Workload Identity, no keys)."""
+    account = k8s.core.v1.ServiceAccount(
+        f"{name}-ksa",
+        metadata=ObjectMetaArgs(name=workload, namespace=platform.workload_namespace),
+        automount_service_account_token=False,
+        opts=k8s_opts,
+    )
+    number = organizations.get_project_output(project_id=platform.project_id).number
+    for index, (bucket, access) in enumerate(buckets):
+        grant_bucket_access(
+            f"{name}-bucket-{access}-{index}",
+            bucket,
+            access,
+            platform.project_id,
+            number,
+            platform.workload_namespace,
+            workload,
+            pulumi.ResourceOptions(parent=parent),
+        )
+    return account
+
+
+def image_tag(image: str) -> str:
+    return image.rsplit(":", 1)[-1] if ":" in image.rsplit("/", 1)[-1] else "unknown"
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    return dict(value) if isinstance(value, dict) else {}

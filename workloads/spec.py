@@ -1,0 +1,227 @@
+"""The workload spec: one pydantic model for YAML files and JSON bodies.
+
+A spec says what a model team wants (model, server, accelerator, precision,
+context, concurrency, scaling); sizing turns it into vLLM flags, device counts
+and a compute class, and the components turn that into Kubernetes objects.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import pydantic
+import yaml
+from gke_inference.inference import catalog
+from pydantic import Field
+
+from gke_inference.errors import Problem, SpecError
+from gke_inference.validation import StrictModel, describe_pattern, problems_from
+
+_WORKLOAD_NAME = describe_pattern(
+    r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$",
+    "a DNS label of at most 40 characters: lowercase letters, digits and hyphens",
+)
+_MODEL_ID = describe_pattern(
+    r"^([A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*|gs://[a-z0-9][a-z0-9._-]{1,61}[a-z0-9](/[^\s]*)?)$",
+    "a Hugging Face id (org/name) or a gs://bucket/path",
+)
+_IMAGE = describe_pattern(
+    r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+(:[A-Za-z0-9._-]+|@sha256:[a-f0-9]{64})$",
+    "a container image with a registry, a repository and a pinned tag or digest",
+)
+_GCS_PREFIX = describe_pattern(
+    r"^gs://[a-z0-9][a-z0-9._-]{1,61}[a-z0-9](/[^\s]*)?$", "a gs://bucket/prefix path"
+)
+
+Precision = Literal["bf16", "fp16", "fp8", "int8", "int4"]
+QuantizationMethod = Literal["fp8", "awq", "gptq", "compressed-tensors", "bitsandbytes"]
+
+
+def _accelerator_key(value: str) -> str:
+    if value not in catalog.BY_KEY:
+        raise ValueError(f"{value!r} is not in the catalog; accepted: {', '.join(catalog.BY_KEY)}")
+    return value
+
+
+AcceleratorKey = Annotated[str, pydantic.AfterValidator(_accelerator_key)]
+
+
+class Architecture(StrictModel):
+    """The published numbers sizing needs (from the model's config.json)."""
+
+    parameters_billions: float = Field(gt=0, le=2000)
+    layers: int = Field(gt=0, le=512)
+    attention_heads: int = Field(gt=0, le=1024)
+    kv_heads: int = Field(gt=0, le=1024)
+    head_dim: int = Field(gt=0, le=1024)
+    max_context: int = Field(gt=0, le=10_000_000)
+
+    @pydantic.model_validator(mode="after")
+    def _heads(self) -> Architecture:
+        if self.attention_heads % self.kv_heads:
+            raise ValueError(
+                "attentionHeads must be a multiple of kvHeads (grouped-query attention)"
+            )
+        return self
+
+
+class ModelSettings(StrictModel):
+    id: str = Field(pattern=_MODEL_ID)
+    preset: str | None = None
+    architecture: Architecture | None = None
+    revision: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,64}$")
+
+    @pydantic.model_validator(mode="after")
+    def _one_source(self) -> ModelSettings:
+        if (self.preset is None) == (self.architecture is None):
+            raise ValueError("give exactly one of preset (a known model) or architecture")
+        return self
+
+    @property
+    def in_bucket(self) -> bool:
+        return self.id.startswith("gs://")
+
+    @property
+    def bucket_path(self) -> str:
+        """Path of the weights inside the platform's model bucket (HF ids lower-cased)."""
+        if self.in_bucket:
+            return self.id.split("/", 3)[3] if self.id.count("/") >= 3 else ""
+        return self.id.lower()
+
+
+class ServerSettings(StrictModel):
+    type: Literal["vllm-gpu", "vllm-tpu"] = "vllm-gpu"
+    image: str | None = Field(default=None, pattern=_IMAGE)
+    extra_args: list[str] = Field(default_factory=list, max_length=32)
+
+
+class ScalingSettings(StrictModel):
+    min_replicas: int = Field(default=1, ge=1, le=100)
+    max_replicas: int = Field(default=3, ge=1, le=100)
+    metric: Literal["queue-depth", "kv-cache", "requests-per-second", "running-requests"] = (
+        "queue-depth"
+    )
+    target: float | None = Field(default=None, gt=0)
+    scale_down_stabilization_seconds: int = Field(default=300, ge=0, le=3600)
+
+    @pydantic.model_validator(mode="after")
+    def _bounds(self) -> ScalingSettings:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError("maxReplicas must be >= minReplicas")
+        return self
+
+
+class RoutingSettings(StrictModel):
+    mode: Literal["service", "inference-pool"] = "service"
+    path_prefix: str | None = Field(default=None, pattern=r"^/[A-Za-z0-9/_-]*$")
+
+
+class BatchSettings(StrictModel):
+    input: str = Field(pattern=_GCS_PREFIX)
+    output: str = Field(pattern=_GCS_PREFIX)
+    shards: int = Field(ge=1, le=10_000)
+    parallelism: int = Field(default=2, ge=1, le=1000)
+    retries_per_shard: int = Field(default=2, ge=0, le=10)
+    max_failure_fraction: float = Field(default=0.05, ge=0, le=1)
+    worker_image: str | None = Field(default=None, pattern=_IMAGE)
+
+
+class StreamingSettings(StrictModel):
+    ack_deadline_seconds: int = Field(default=600, ge=10, le=600)
+    max_delivery_attempts: int = Field(default=10, ge=5, le=100)
+    message_retention_seconds: int = Field(default=86_400, ge=600, le=604_800)
+    min_backoff_seconds: int = Field(default=10, ge=0, le=600)
+    max_backoff_seconds: int = Field(default=600, ge=0, le=600)
+    backlog_per_worker: int = Field(default=100, ge=1, le=100_000)
+    min_workers: int = Field(default=1, ge=0, le=100)
+    max_workers: int = Field(default=16, ge=1, le=1000)
+    worker_concurrency: int = Field(default=16, ge=1, le=1024)
+    worker_image: str | None = Field(default=None, pattern=_IMAGE)
+
+
+class ComfyUISettings(StrictModel):
+    image: str = Field(pattern=_IMAGE)
+    port: int = Field(default=8188, ge=1, le=65535)
+
+
+class WorkloadSpec(StrictModel):
+    name: str = Field(pattern=_WORKLOAD_NAME)
+    kind: Literal["online", "batch", "streaming", "comfyui"]
+    model: ModelSettings | None = None
+    server: ServerSettings = ServerSettings()
+    accelerator: AcceleratorKey
+    precision: Precision = "bf16"
+    quantization_method: QuantizationMethod | None = None
+    kv_cache_dtype: Literal["auto", "fp8"] = "auto"
+    context_length: int = Field(default=8192, ge=128, le=10_000_000)
+    concurrency: int = Field(default=16, ge=1, le=4096)
+    cost_optimized: bool = False
+    scaling: ScalingSettings = ScalingSettings()
+    routing: RoutingSettings = RoutingSettings()
+    batch: BatchSettings | None = None
+    streaming: StreamingSettings | None = None
+    comfyui: ComfyUISettings | None = None
+    hugging_face_token_secret: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,255}$")
+
+    @pydantic.model_validator(mode="after")
+    def _kind_sections(self) -> WorkloadSpec:
+        problems = []
+        if self.kind != "comfyui" and self.model is None:
+            problems.append(f"model is required for kind {self.kind!r}")
+        if self.kind == "batch" and self.batch is None:
+            problems.append("batch (input, output, shards) is required for kind 'batch'")
+        if self.kind == "comfyui" and self.comfyui is None:
+            problems.append("comfyui (image) is required for kind 'comfyui'")
+        acc = catalog.BY_KEY[self.accelerator]
+        if (self.server.type == "vllm-tpu") != (acc.kind == "tpu"):
+            problems.append(
+                f"server.type {self.server.type!r} does not run on {acc.kind.upper()} "
+                f"accelerator {self.accelerator!r}; use vllm-tpu with a TPU, vllm-gpu with a GPU"
+            )
+        if self.kind == "comfyui" and acc.kind == "tpu":
+            problems.append("ComfyUI needs a GPU accelerator")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def accelerator_info(self) -> catalog.Accelerator:
+        return catalog.BY_KEY[self.accelerator]
+
+
+def parse_spec(data: Any, source: str = "spec") -> WorkloadSpec:
+    """Validate a decoded spec; one SpecError lists every problem with its path."""
+    if not isinstance(data, dict):
+        raise SpecError(
+            f"Invalid workload spec {source}", [Problem("(top level)", "must be a mapping")]
+        )
+    try:
+        spec = WorkloadSpec.model_validate(data)
+    except pydantic.ValidationError as exc:
+        raise SpecError(
+            f"Invalid workload spec {source}", problems_from(exc, WorkloadSpec)
+        ) from None
+    from gke_inference.workloads.presets import resolve_architecture
+
+    resolve_architecture(spec, source)  # an unknown preset is a SpecError too
+    return spec
+
+
+def load_spec(path: str | Path) -> WorkloadSpec:
+    """Read a YAML (or JSON) spec file."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(
+            f"Cannot read workload spec {file}", [Problem(str(file), exc.strerror or str(exc))]
+        ) from None
+    try:
+        data = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        raise SpecError(
+            f"Cannot parse workload spec {file}", [Problem(str(file), str(exc))]
+        ) from None
+    return parse_spec(data, str(file))
