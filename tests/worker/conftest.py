@@ -86,6 +86,8 @@ class PubSubSetup:
             "METRICS_PORT": "0",
             "MODEL_READY_TIMEOUT_S": "0",
             "SHUTDOWN_GRACE_S": "10",
+            # Short lease extensions: unacked messages of a stopped worker expire sooner.
+            "MAX_LEASE_EXTENSION_S": "10",
         }
         env.update({k: str(v) for k, v in overrides.items()})
         return env

@@ -121,7 +121,14 @@ class PubSubAdmin:
             f.result(timeout=30)
 
     def pull(self, subscription: str, expected: int, timeout_s: float) -> list[Any]:
-        """Unary-pull and ack until ``expected`` messages arrived or ``timeout_s`` passed."""
+        """Unary-pull and ack until ``expected`` messages arrived or ``timeout_s`` passed.
+
+        Used as "the next consumer" after a worker stopped: the emulator does not
+        act on nacks sent after their streaming pull closed (real Pub/Sub does) and
+        redelivers those messages only when the stream ack deadline expires; in our
+        probes a fresh *streaming* pull did not reliably receive them even then,
+        while a unary pull did.
+        """
         from google.api_core import exceptions
 
         got: list[Any] = []

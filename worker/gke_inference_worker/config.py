@@ -184,9 +184,11 @@ class StreamingConfig(ModelSettings):
     output_topic: TopicRef = Field(alias="OUTPUT_TOPIC")
     dead_letter_topic: TopicRef = Field(alias="DEAD_LETTER_TOPIC")
     metrics_port: int = Field(default=9090, ge=0, le=65535, alias="METRICS_PORT")
+    max_lease_extension_s: int = Field(default=60, ge=10, le=600, alias="MAX_LEASE_EXTENSION_S")
 
     ACCEPTED: ClassVar[dict[str, str]] = {
         **ModelSettings.ACCEPTED,
+        "MAX_LEASE_EXTENSION_S": "integer seconds 10..600",
         "GOOGLE_CLOUD_PROJECT": "a project id; required when a topic or subscription is an id",
         "INPUT_SUBSCRIPTION": "subscription id or projects/P/subscriptions/S",
         "OUTPUT_TOPIC": "topic id or projects/P/topics/T",

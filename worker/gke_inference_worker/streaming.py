@@ -86,7 +86,12 @@ class StreamingWorker:
         streaming = self._subscriber.subscribe(
             cfg.input_subscription,
             callback=self._on_message,
-            flow_control=pubsub_v1.types.FlowControl(max_messages=cfg.max_concurrency),
+            flow_control=pubsub_v1.types.FlowControl(
+                max_messages=cfg.max_concurrency,
+                # Also the stream's ack deadline: how soon the messages of a
+                # vanished worker are redelivered.
+                max_duration_per_lease_extension=cfg.max_lease_extension_s,
+            ),
             scheduler=ThreadScheduler(executor),
             await_callbacks_on_shutdown=True,
         )
