@@ -299,9 +299,18 @@ def run_offline(
             callbacks=None,
         )
         pulumi_settings.configure(mock_settings)
+        pulumi_settings.SETTINGS.outputs.clear()
         set_all_config(dict(config), secret_keys or [])
         loop.run_until_complete(run_in_stack(program))
     finally:
+        # A program that failed half-way leaves outputs pending; drop them with
+        # this loop so the next plan in the process starts clean.
+        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        pulumi_settings.SETTINGS.outputs.clear()
         pulumi_settings.ROOT.set(None)
         set_all_config({}, [])
         asyncio.set_event_loop(None)

@@ -1,0 +1,197 @@
+"""OnlineInference and the workload stack program, planned on top of the platform plan."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from gke_inference.policy.engine import check_resources
+
+from gke_inference.cli import main
+from gke_inference.errors import SpecError
+from gke_inference.manifests import kubernetes_objects, validate_manifests
+from gke_inference.offline import Plan
+from gke_inference.planning import plan_workload
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "workloads" / "examples"
+_cache: dict[tuple[str, str], Plan] = {}
+
+
+def workload_plan(stack: str, example: str) -> Plan:
+    key = (stack, example)
+    if key not in _cache:
+        _cache[key] = plan_workload(stack, str(EXAMPLES / example), project_dir=REPO)
+    return _cache[key]
+
+
+def pod_spec(plan: Plan) -> dict[str, Any]:
+    deployment = next(
+        d for d in plan.by_type("kubernetes:apps/v1:Deployment")
+        if d.inputs["metadata"]["labels"].get("gke-inference/model-server") == "vllm"
+    )  # fmt: skip
+    return dict(deployment.inputs["spec"]["template"]["spec"])
+
+
+def server(plan: Plan) -> dict[str, Any]:
+    return dict(pod_spec(plan)["containers"][0])
+
+
+def test_workload_stack_reads_the_platform_stack() -> None:
+    plan = workload_plan("dev", "gemma-3-1b-l4.yaml")
+    assert plan.project == "gke-inference-workloads" and plan.stack == "dev-gemma-3-1b"
+    ref = plan.one("pulumi:pulumi:StackReference")
+    assert ref.read and ref.name == "organization/gke-inference/dev"
+    provider = plan.one("pulumi:providers:kubernetes")
+    assert provider.inputs["kubeconfig"] == "[secret]"
+    assert provider.inputs["clusterIdentifier"] == "inf-dev"
+    for r in plan.resources:
+        if r.type.startswith("kubernetes:") and r.custom:
+            assert r.provider == provider.urn
+
+
+def test_sized_vllm_server_on_its_compute_class() -> None:
+    plan = workload_plan("prod", "llama-3-3-70b-h100.yaml")
+    container = server(plan)
+    assert "--tensor-parallel-size=4" in container["args"]
+    assert "--kv-cache-dtype=fp8" in container["args"]
+    assert "--max-model-len=16384" in container["args"]
+    resources = container["resources"]
+    assert resources["requests"]["nvidia.com/gpu"] == resources["limits"]["nvidia.com/gpu"] == "4"
+    assert pod_spec(plan)["nodeSelector"] == {"cloud.google.com/compute-class": "gpu-h100-80gb-x4"}
+    assert container["image"].startswith(
+        "us-central1-docker.pkg.dev/acme-inference-prod/docker-hub/vllm/"
+    )
+    assert plan.outputs["computeClass"] == "gpu-h100-80gb-x4"
+
+
+def test_model_weights_come_through_tuned_gcs_fuse() -> None:
+    plan = workload_plan("dev", "gemma-3-1b-l4.yaml")
+    spec = pod_spec(plan)
+    annotations = plan.one("kubernetes:apps/v1:Deployment").inputs["spec"]["template"]["metadata"][
+        "annotations"
+    ]
+    assert annotations["gke-gcsfuse/volumes"] == "true"
+    model = next(v for v in spec["volumes"] if v["name"] == "model")
+    assert model["csi"]["driver"] == "gcsfuse.csi.storage.gke.io"
+    attributes = model["csi"]["volumeAttributes"]
+    assert attributes["bucketName"] == "acme-inference-dev-inf-dev-models"
+    options = attributes["mountOptions"].split(",")
+    assert "file-cache:enable-parallel-downloads:true" in options
+    assert "only-dir:google/gemma-3-1b-it" in options
+    prefetch = spec["initContainers"][0]
+    assert prefetch["restartPolicy"] == "Always" and "safetensors" in prefetch["command"][-1]
+    grant = plan.one("gcp:storage/bucketIAMMember:BucketIAMMember").inputs
+    assert grant["role"] == "roles/storage.objectViewer"
+    assert grant["member"].endswith("/subject/ns/inference/sa/gemma-3-1b")
+
+
+def test_hardened_pod_and_load_aware_probes() -> None:
+    plan = workload_plan("dev", "gemma-3-1b-l4.yaml")
+    spec, container = pod_spec(plan), server(plan)
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    security = container["securityContext"]
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["capabilities"]["drop"] == ["ALL"]
+    assert container["startupProbe"]["httpGet"]["path"] == "/health"
+    # 300 s warm-up + 1.86 GiB at 0.5 GiB/s -> 304 s -> 31 checks of 10 s
+    assert container["startupProbe"]["failureThreshold"] == 31
+    assert container["readinessProbe"]["periodSeconds"] == 5
+    assert spec["priorityClassName"] == "high"
+
+
+def test_hpa_pdb_and_route() -> None:
+    plan = workload_plan("prod", "llama-3-3-70b-h100.yaml")
+    hpa = plan.one("kubernetes:autoscaling/v2:HorizontalPodAutoscaler").inputs["spec"]
+    metric = hpa["metrics"][0]["pods"]
+    assert metric["metric"]["name"] == "prometheus.googleapis.com|vllm:kv_cache_usage_perc|gauge"
+    assert metric["target"] == {"type": "AverageValue", "averageValue": "800m"}
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (1, 4)
+    assert hpa["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 600
+    assert hpa["behavior"]["scaleUp"]["stabilizationWindowSeconds"] == 0
+    pdb = plan.one("kubernetes:policy/v1:PodDisruptionBudget").inputs["spec"]
+    assert pdb["maxUnavailable"] == 1
+    route = plan.one("kubernetes:gateway.networking.k8s.io/v1:HTTPRoute").inputs["spec"]
+    assert route["parentRefs"] == [{"name": "inference-gateway", "namespace": "gateway"}]
+    assert route["rules"][0]["matches"][0]["path"]["value"] == "/llama-70b"
+    policy = plan.one("kubernetes:networking.gke.io/v1:GCPBackendPolicy").inputs["spec"]
+    assert policy["default"]["timeoutSec"] == 3600
+    assert policy["targetRef"] == {"group": "", "kind": "Service", "name": "llama-70b"}
+
+
+def test_tpu_workload_selects_topology() -> None:
+    plan = workload_plan("prod", "qwen3-32b-tpu-v6e.yaml")
+    selector = pod_spec(plan)["nodeSelector"]
+    assert selector == {
+        "cloud.google.com/compute-class": "tpu-v6e-2x4",
+        "cloud.google.com/gke-tpu-accelerator": "tpu-v6e-slice",
+        "cloud.google.com/gke-tpu-topology": "2x4",
+    }
+    limits = server(plan)["resources"]["limits"]
+    assert limits["google.com/tpu"] == "8"
+
+
+@pytest.mark.parametrize(
+    ("stack", "example"),
+    [
+        ("dev", "gemma-3-1b-l4.yaml"),
+        ("prod", "llama-3-3-70b-h100.yaml"),
+        ("prod", "qwen3-32b-tpu-v6e.yaml"),
+    ],
+)
+def test_online_examples_pass_policy_and_strict_schemas(stack: str, example: str) -> None:
+    plan = workload_plan(stack, example)
+    assert validate_manifests(kubernetes_objects(plan)) == []
+    report = check_resources(plan.resources, None, source="default")
+    assert report.mandatory == []
+
+
+def test_inference_pool_routing_option(tmp_path: Path) -> None:
+    spec = (EXAMPLES / "gemma-3-1b-l4.yaml").read_text() + "routing:\n  mode: inference-pool\n"
+    file = tmp_path / "pool.yaml"
+    file.write_text(spec)
+    plan = plan_workload("dev", str(file), project_dir=REPO)
+    pool = plan.one("kubernetes:inference.networking.k8s.io/v1:InferencePool").inputs["spec"]
+    assert pool["targetPorts"] == [{"number": 8000}]
+    assert pool["endpointPickerRef"]["name"] == "gemma-3-1b-epp"
+    route = plan.one("kubernetes:gateway.networking.k8s.io/v1:HTTPRoute").inputs["spec"]
+    assert route["rules"][0]["backendRefs"][0]["kind"] == "InferencePool"
+    assert validate_manifests(kubernetes_objects(plan)) == []
+
+
+def test_class_not_enabled_in_the_environment_is_refused(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SpecError) as info:
+        plan_workload("dev", str(EXAMPLES / "llama-3-3-70b-h100.yaml"), project_dir=REPO)
+    assert "gpu-h100-80gb-x4" in str(info.value) and "enabled: gpu-l4-x1" in str(info.value)
+    code = main(["plan", "--stack", "dev", "--workload", str(EXAMPLES / "llama-3-3-70b-h100.yaml")])
+    assert code == 2
+    assert "does not enable" in capsys.readouterr().err
+
+
+def test_workload_json_keeps_the_plan_contract(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    assert (
+        main(
+            [
+                "plan",
+                "--stack",
+                "dev",
+                "--workload",
+                str(EXAMPLES / "gemma-3-1b-l4.yaml"),
+                "--format",
+                "json",
+            ]
+        )
+        == 0
+    )
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["project"] == "gke-inference-workloads"
+    assert any(r["type"] == "pulumi:pulumi:StackReference" for r in doc["resources"])
+    assert doc["policy"]["violations"] == [] or all(
+        v["level"] == "advisory" for v in doc["policy"]["violations"]
+    )
