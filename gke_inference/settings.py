@@ -44,6 +44,11 @@ _LABEL_KEY = describe_pattern(
     r"^[a-z][a-z0-9_-]{0,62}$", "a GCP label key: lowercase letter first, then [a-z0-9_-]"
 )
 _LABEL_VALUE = describe_pattern(r"^[a-z0-9_-]{0,63}$", "a GCP label value: [a-z0-9_-], <= 63")
+_EMAIL = describe_pattern(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", "an e-mail address")
+_CHANNEL = describe_pattern(
+    r"^projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/notificationChannels/[0-9]+$",
+    "a notification channel id: projects/<project>/notificationChannels/<number>",
+)
 _MACHINE_TYPE = describe_pattern(
     r"^[a-z0-9]+-[a-z0-9-]+$", "a Compute Engine machine type such as n4-standard-4"
 )
@@ -179,6 +184,17 @@ class ObservabilitySettings(StrictModel):
     monitoring_components: list[MonitoringComponent] = Field(
         default_factory=lambda: [*DEFAULT_MONITORING]
     )
+    alerts: bool = True
+    notification_emails: list[Annotated[str, Field(pattern=_EMAIL)]] = Field(
+        default_factory=list, max_length=20
+    )
+    notification_channels: list[Annotated[str, Field(pattern=_CHANNEL)]] = Field(
+        default_factory=list, max_length=20
+    )
+    queue_depth_alert: int = Field(default=50, ge=1, le=100_000)
+    kv_cache_alert: float = Field(default=0.95, gt=0, le=1)
+    gpu_idle_percent: float = Field(default=5, ge=0, le=100)
+    backlog_alert: int = Field(default=10_000, ge=1)
 
 
 def _catalog_machine_type(value: str) -> str:

@@ -16,6 +16,10 @@ from gke_inference.inference.gateway import InferenceGateway, InferenceGatewayAr
 from gke_inference.inference.inference_extension import InferenceExtension
 from gke_inference.inference.metrics_adapter import MetricsAdapter, MetricsAdapterArgs
 from gke_inference.inference.model_storage import ModelBucket, ModelBucketArgs
+from gke_inference.inference.observability import (
+    InferenceObservability,
+    InferenceObservabilityArgs,
+)
 from gke_inference.inference.workload_identity import project_number
 from gke_inference.platform.base import BasePlatform
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
@@ -102,6 +106,13 @@ class InferencePlatform(pulumi.ComponentResource):
             ),
             child_options(self, opts),
         )
+
+        if s.observability.alerts:
+            InferenceObservability(
+                f"{name}-observability",
+                InferenceObservabilityArgs(s, inf.workload_namespace),
+                child_options(self, opts),
+            )
 
         self.provider = kubernetes_provider(f"{name}-k8s", base.cluster.name, base.kubeconfig, self)
         k8s_opts = pulumi.ResourceOptions(

@@ -45,7 +45,9 @@ PARAMETERS: dict[str, dict[str, Any]] = {
     "allowedRegistries": {
         "type": "array",
         "items": {"type": "string"},
-        "default": ["*-docker.pkg.dev/"],
+        # Google-maintained GKE system images (gcr.io/gke-release) are exempt
+        # from Binary Authorization's project policy too.
+        "default": ["*-docker.pkg.dev/", "gcr.io/gke-release/"],
         "description": (
             "Image prefixes a workload should pull from; '*' matches within one path "
             "segment, so '*-docker.pkg.dev/' means any Artifact Registry location."

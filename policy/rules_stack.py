@@ -56,6 +56,9 @@ LABEL_FIELDS: dict[str, str] = {
     "gcp:redis/instance:Instance": "labels",
     "gcp:bigquery/dataset:Dataset": "labels",
     "gcp:cloudrunv2/service:Service": "labels",
+    # Monitoring objects keep channel settings in `labels`; their own labels are userLabels.
+    "gcp:monitoring/notificationChannel:NotificationChannel": "userLabels",
+    "gcp:monitoring/alertPolicy:AlertPolicy": "userLabels",
 }
 
 
