@@ -58,9 +58,7 @@ def test_alert_policies_in_the_plan(plan_of: Any) -> None:
     channel = plan.one("gcp:monitoring/notificationChannel:NotificationChannel")
     assert channel.inputs["labels"] == {"email_address": "ml-platform-oncall@acme.example"}
     for inputs in policies.values():
-        assert inputs["notificationChannels"] == [
-            channel.inputs["id"] if "id" in channel.inputs else inputs["notificationChannels"][0]
-        ]
+        assert inputs["notificationChannels"] == [f"{channel.name}-id"]  # that channel's id
         assert inputs["userLabels"]["environment"] == "prod"
         assert inputs["documentation"]["content"]
     kv = policies["inference-observability-kv-cache-saturated"]["conditions"][0]
