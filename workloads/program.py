@@ -42,6 +42,13 @@ def build_workload(
     spec: WorkloadSpec, platform: PlatformRef, provider: k8s.Provider
 ) -> pulumi.ComponentResource:
     opts = pulumi.ResourceOptions(providers=[provider])
+    if spec.kind != "comfyui":
+        from gke_inference.workloads.model_download import model_download_for
+
+        # Weights first: the serving component waits for the download Job to complete.
+        download = model_download_for(spec, size(spec), platform, opts)
+        if download is not None:
+            opts = pulumi.ResourceOptions(providers=[provider], depends_on=[download])
     if spec.kind == "online":
         from gke_inference.workloads.online import OnlineInference, OnlineInferenceArgs
 

@@ -1,0 +1,248 @@
+"""BatchInference: an Indexed Job, one JSONL shard per index, vLLM as a native sidecar.
+
+Each pod runs the sized vLLM server as a native sidecar (an init container
+with ``restartPolicy: Always``): the worker container starts only once the
+server's startup probe passes, and the Job counts a pod as done when the
+worker exits, after which Kubernetes stops the sidecars. Shards are read from
+and written to Cloud Storage through FUSE mounts (``batch.input`` read-only,
+``batch.output`` read-write); the worker's contract is worker/README.md.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+from gke_inference.workloads.platform_ref import PlatformRef
+from gke_inference.workloads.pods import (
+    SERVER_PORT,
+    VLLM_IMAGES,
+    fuse_annotations,
+    fuse_volume,
+    image_tag,
+    node_selector,
+    pod_security,
+    prefetch_sidecar,
+    remote_image,
+    scratch_volumes,
+    server_labels,
+    service_account_with_bucket_access,
+    vllm_container,
+)
+from gke_inference.workloads.sizing import Sizing, startup_seconds
+from gke_inference.workloads.spec import WorkloadSpec
+from pulumi_kubernetes.core.v1 import (
+    ContainerArgs,
+    EnvVarArgs,
+    ResourceRequirementsArgs,
+    VolumeArgs,
+    VolumeMountArgs,
+)
+from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
+
+from gke_inference.components import child_options
+
+# The gke-inference-worker image (worker/), pushed to the platform's Artifact
+# Registry by worker/cloudbuild.yaml; its version is worker/pyproject.toml's.
+WORKER_IMAGE_NAME = "gke-inference-worker"
+WORKER_IMAGE_TAG = "0.1.0"
+WORKER_UID = 65532  # the image's user
+INPUT_DIR = "/data/input"
+OUTPUT_DIR = "/data/output"
+EXIT_CONFIG = 2  # worker/README.md: configuration error, the same for every index
+
+
+def worker_image(platform: PlatformRef, override: str | None) -> pulumi.Output[str]:
+    if override:
+        return pulumi.Output.from_input(override)
+    return pulumi.Output.concat(
+        platform.artifact_registry, "/", WORKER_IMAGE_NAME, ":", WORKER_IMAGE_TAG
+    )
+
+
+def split_gcs(uri: str) -> tuple[str, str]:
+    """``gs://bucket/a/b/`` -> (``bucket``, ``a/b``)."""
+    bucket, _, prefix = uri.removeprefix("gs://").partition("/")
+    return bucket, prefix.strip("/")
+
+
+def data_volume(
+    name: str, bucket: pulumi.Input[str], prefix: str, read_only: bool, uid: int
+) -> VolumeArgs:
+    """A FUSE mount of one bucket prefix for the worker (no file cache: each file is read once)."""
+    options = ["implicit-dirs"]
+    if prefix:
+        options.append(f"only-dir:{prefix}")
+    if not read_only:
+        options += [f"uid={uid}", f"gid={uid}"]
+    return VolumeArgs(
+        name=name,
+        csi=k8s.core.v1.CSIVolumeSourceArgs(
+            driver="gcsfuse.csi.storage.gke.io",
+            read_only=read_only,
+            volume_attributes={"bucketName": bucket, "mountOptions": ",".join(options)},
+        ),
+    )
+
+
+def as_native_sidecar(container: ContainerArgs) -> ContainerArgs:
+    container.restart_policy = "Always"
+    return container
+
+
+def max_failed_indexes(spec: WorkloadSpec) -> int:
+    """Whole shards allowed to fail (after their retries) before the Job fails."""
+    assert spec.batch is not None
+    return math.floor(spec.batch.shards * spec.batch.max_failure_fraction)
+
+
+@dataclass
+class BatchInferenceArgs:
+    spec: WorkloadSpec
+    sizing: Sizing
+    platform: PlatformRef
+
+
+class BatchInference(pulumi.ComponentResource):
+    job_name: str
+
+    def __init__(
+        self, name: str, args: BatchInferenceArgs, opts: pulumi.ResourceOptions | None = None
+    ):
+        super().__init__("gke-inference:workloads:BatchInference", name, None, opts)
+        spec, sizing, platform = args.spec, args.sizing, args.platform
+        batch = spec.batch
+        if batch is None:
+            raise ValueError(f"{spec.name}: kind 'batch' needs the batch section")
+        if sizing.pipeline_parallel > 1:
+            raise pulumi.RunError(
+                f"{spec.name}: sizing needs {sizing.pipeline_parallel} nodes per replica; a batch "
+                "pod runs on one node: choose a larger accelerator or lower precision"
+            )
+        k8s_opts = child_options(self, opts)
+        namespace = platform.workload_namespace
+        workload = spec.name
+        image_ref = spec.server.image or VLLM_IMAGES[spec.server.type]
+        server_image = (
+            pulumi.Output.from_input(spec.server.image)
+            if spec.server.image
+            else remote_image(platform, image_ref)
+        )
+        labels = server_labels(workload, "batch", image_tag(image_ref))
+        input_bucket, input_prefix = split_gcs(batch.input)
+        output_bucket, output_prefix = split_gcs(batch.output)
+
+        account = service_account_with_bucket_access(
+            name,
+            workload,
+            platform,
+            [(platform.model_bucket, "read"), (input_bucket, "read"), (output_bucket, "write")],
+            self,
+            k8s_opts,
+        )
+        model_dir = (
+            sizing.model_path.removeprefix("/models/") if sizing.model_path != "/models" else ""
+        )
+        server = as_native_sidecar(vllm_container(sizing, server_image))
+        worker = ContainerArgs(
+            name="worker",
+            image=worker_image(platform, batch.worker_image),
+            args=["batch"],
+            # JOB_COMPLETION_INDEX is set by Kubernetes in every Indexed Job pod.
+            env=[
+                EnvVarArgs(name="INPUT_DIR", value=INPUT_DIR),
+                EnvVarArgs(name="OUTPUT_DIR", value=OUTPUT_DIR),
+                EnvVarArgs(name="MODEL_ENDPOINT", value=f"http://localhost:{SERVER_PORT}"),
+                EnvVarArgs(name="MODEL_NAME", value=sizing.served_model_name),
+                EnvVarArgs(name="MAX_CONCURRENCY", value=str(spec.concurrency)),
+                EnvVarArgs(name="MAX_FAILURE_FRACTION", value=str(batch.max_failure_fraction)),
+                # The sidecar's startup probe already waited; this is a safety net.
+                EnvVarArgs(name="MODEL_READY_TIMEOUT_S", value=str(startup_seconds(sizing))),
+                EnvVarArgs(name="HOME", value="/tmp"),
+            ],
+            resources=ResourceRequirementsArgs(
+                requests={"cpu": "1", "memory": "1Gi"}, limits={"memory": "2Gi"}
+            ),
+            security_context=k8s.core.v1.SecurityContextArgs(
+                allow_privilege_escalation=False,
+                privileged=False,
+                read_only_root_filesystem=True,
+                run_as_non_root=True,
+                run_as_user=WORKER_UID,
+                run_as_group=WORKER_UID,
+                capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
+            ),
+            volume_mounts=[
+                VolumeMountArgs(name="input", mount_path=INPUT_DIR, read_only=True),
+                VolumeMountArgs(name="output", mount_path=OUTPUT_DIR),
+                VolumeMountArgs(name="worker-tmp", mount_path="/tmp"),
+            ],
+        )
+        self.job_name = workload
+        k8s.batch.v1.Job(
+            f"{name}-job",
+            metadata=ObjectMetaArgs(
+                name=workload,
+                namespace=namespace,
+                labels=labels,
+                # A batch run takes hours: `pulumi up` creates it and returns.
+                annotations={"pulumi.com/skipAwait": "true"},
+            ),
+            spec=k8s.batch.v1.JobSpecArgs(
+                completion_mode="Indexed",
+                completions=batch.shards,
+                parallelism=batch.parallelism,
+                backoff_limit_per_index=batch.retries_per_shard,
+                max_failed_indexes=max_failed_indexes(spec),
+                pod_failure_policy=k8s.batch.v1.PodFailurePolicyArgs(
+                    rules=[
+                        # A bad configuration fails every index the same way: stop at once.
+                        k8s.batch.v1.PodFailurePolicyRuleArgs(
+                            action="FailJob",
+                            on_exit_codes=k8s.batch.v1.PodFailurePolicyOnExitCodesRequirementArgs(
+                                container_name="worker", operator="In", values=[EXIT_CONFIG]
+                            ),
+                        ),
+                        # Preemption (Spot) or node drains do not use up a shard's retries;
+                        # the worker's journal makes the next pod resume.
+                        k8s.batch.v1.PodFailurePolicyRuleArgs(
+                            action="Ignore",
+                            on_pod_conditions=[
+                                k8s.batch.v1.PodFailurePolicyOnPodConditionsPatternArgs(
+                                    type="DisruptionTarget", status="True"
+                                )
+                            ],
+                        ),
+                    ]
+                ),
+                template=k8s.core.v1.PodTemplateSpecArgs(
+                    metadata=ObjectMetaArgs(labels=labels, annotations=fuse_annotations()),
+                    spec=k8s.core.v1.PodSpecArgs(
+                        service_account_name=workload,
+                        automount_service_account_token=False,
+                        restart_policy="Never",
+                        termination_grace_period_seconds=60,
+                        node_selector=node_selector(sizing),
+                        security_context=pod_security(),
+                        init_containers=[prefetch_sidecar(server_image, sizing), server],
+                        containers=[worker],
+                        volumes=[
+                            fuse_volume("model", platform.model_bucket, model_dir, read_only=True),
+                            data_volume("input", input_bucket, input_prefix, True, WORKER_UID),
+                            data_volume("output", output_bucket, output_prefix, False, WORKER_UID),
+                            VolumeArgs(
+                                name="worker-tmp",
+                                empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="1Gi"),
+                            ),
+                            *scratch_volumes(shm_gib=max(1, 2 * sizing.shape.count)),
+                        ],
+                    ),
+                ),
+            ),
+            opts=child_options(self, opts, depends_on=[account]),
+        )
+        self.register_outputs(
+            {"jobName": self.job_name, "input": batch.input, "output": batch.output}
+        )

@@ -1,0 +1,385 @@
+"""ComfyUI: an image-generation UI on one GPU, behind the environment's gateway.
+
+Storage is Cloud Storage through FUSE, nothing on the node survives a restart:
+
+- ``/models`` (read-only): the platform model bucket's ``comfyui/`` prefix, laid
+  out like ComfyUI's models folder (``checkpoints/``, ``loras/``, ``vae/``, ...);
+  an ``extra_model_paths.yaml`` points ComfyUI there.
+- ``/data/input`` (read-write): a bucket of this workload, ``<project>-<env>-<name>-input``.
+- ``/data/output`` and ``/data/user`` (read-write): the ``output/`` and ``user/``
+  prefixes of ``<project>-<env>-<name>-output`` (generated images; saved
+  workflows and settings).
+
+Image contract: the entrypoint runs ComfyUI's ``main.py`` and passes the
+container args on (as the common ComfyUI images do), as a non-root user; it
+runs here as UID 10000 with a read-only root filesystem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+import yaml
+from gke_inference.inference import catalog
+from gke_inference.inference.compute_classes import COMPUTE_CLASS_LABEL, COST_OPTIMIZED_SUFFIX
+from gke_inference.inference.gateway import backend_policy_spec
+from gke_inference.workloads.batch import data_volume
+from gke_inference.workloads.platform_ref import PlatformRef
+from gke_inference.workloads.pods import (
+    fuse_annotations,
+    fuse_volume,
+    labels_for,
+    scratch_volumes,
+    service_account_with_bucket_access,
+)
+from gke_inference.workloads.spec import WorkloadSpec
+from gke_inference.workloads.streaming import gcp_labels
+from pulumi_gcp import storage
+from pulumi_kubernetes.core.v1 import (
+    ContainerArgs,
+    ContainerPortArgs,
+    HTTPGetActionArgs,
+    ProbeArgs,
+    ResourceRequirementsArgs,
+    VolumeArgs,
+    VolumeMountArgs,
+)
+from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
+
+from gke_inference.components import child_options
+from gke_inference.errors import Problem, SpecError
+
+RUN_AS = 10000
+MODEL_PREFIX = "comfyui"
+BACKEND_TIMEOUT_SECONDS = 600  # long prompts queue behind each other
+# Google Cloud load balancers: health checks and Google Front End proxies.
+LOAD_BALANCER_RANGES = ("35.191.0.0/16", "130.211.0.0/22")
+MODEL_FOLDERS = (
+    "checkpoints", "clip", "clip_vision", "configs", "controlnet", "diffusion_models",
+    "embeddings", "loras", "style_models", "text_encoders", "unet", "upscale_models", "vae",
+)  # fmt: skip
+MAX_BUCKET_NAME = 63
+
+
+def bucket_name(project: str, environment: str, workload: str, suffix: str) -> str:
+    """``<project>-<env>-<name>-<suffix>``, shortened with a hash when over 63 characters."""
+    name = f"{project}-{environment}-{workload}-{suffix}"
+    if len(name) <= MAX_BUCKET_NAME:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    tail = f"-{digest}-{suffix}"
+    return name[: MAX_BUCKET_NAME - len(tail)].rstrip("-") + tail
+
+
+def compute_class(spec: WorkloadSpec) -> str:
+    """One device of the spec's GPU: ``gpu-<accelerator>-x1`` (``-co`` when cost-optimized)."""
+    acc = spec.accelerator_info
+    shape = next((s for s in acc.shapes if s.count == 1), None)
+    if shape is None:
+        raise SpecError(
+            f"Workload {spec.name!r} cannot be sized",
+            [Problem("accelerator", f"{acc.key} has no single-device machine shape")],
+        )
+    return catalog.class_name(acc, shape) + (COST_OPTIMIZED_SUFFIX if spec.cost_optimized else "")
+
+
+def require_enabled(spec: WorkloadSpec, class_name: str, classes: dict[str, Any]) -> str:
+    enabled = sorted(str(v) for v in classes.values())
+    if class_name not in enabled:
+        raise SpecError(
+            f"Workload {spec.name!r} cannot be scheduled",
+            [
+                Problem(
+                    "accelerator",
+                    f"ComfyUI needs compute class {class_name!r}, which this environment does "
+                    f"not enable; enabled: {', '.join(enabled) or 'none'}",
+                )
+            ],
+        )
+    return class_name
+
+
+def extra_model_paths() -> str:
+    return yaml.safe_dump(
+        {"gke_inference": {"base_path": "/models", **{f: f"{f}/" for f in MODEL_FOLDERS}}},
+        sort_keys=False,
+    )
+
+
+@dataclass
+class ComfyUIArgs:
+    spec: WorkloadSpec
+    platform: PlatformRef
+
+
+class ComfyUI(pulumi.ComponentResource):
+    input_bucket: pulumi.Output[str]
+    output_bucket: pulumi.Output[str]
+    url: pulumi.Output[str]
+
+    def __init__(self, name: str, args: ComfyUIArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("gke-inference:workloads:ComfyUI", name, None, opts)
+        spec, platform = args.spec, args.platform
+        settings = spec.comfyui
+        if settings is None:
+            raise ValueError(f"{spec.name}: kind 'comfyui' needs the comfyui section")
+        acc = spec.accelerator_info
+        class_name = compute_class(spec)
+        platform.compute_classes.apply(lambda classes: require_enabled(spec, class_name, classes))
+        workload, environment = spec.name, platform.environment
+        namespace = platform.workload_namespace
+        k8s_opts = child_options(self, opts)
+        labels = labels_for(workload, "comfyui")
+        selector = {"app.kubernetes.io/name": workload}
+        port = settings.port
+
+        def bucket(suffix: str) -> storage.Bucket:
+            return storage.Bucket(
+                f"{name}-{suffix}",
+                name=platform.project_id.apply(
+                    lambda project: bucket_name(project, environment, workload, suffix)
+                ),
+                project=platform.project_id,
+                location=platform.region.apply(str.upper),
+                storage_class="STANDARD",
+                uniform_bucket_level_access=True,
+                public_access_prevention="enforced",
+                labels=gcp_labels(spec, environment),
+                force_destroy=environment != "prod",
+                opts=child_options(self, opts),
+            )
+
+        input_bucket, output_bucket = bucket("input"), bucket("output")
+        account = service_account_with_bucket_access(
+            name,
+            workload,
+            platform,
+            [
+                (platform.model_bucket, "read"),
+                (input_bucket.name, "write"),
+                (output_bucket.name, "write"),
+            ],
+            self,
+            k8s_opts,
+        )
+        config = k8s.core.v1.ConfigMap(
+            f"{name}-config",
+            metadata=ObjectMetaArgs(name=f"{workload}-config", namespace=namespace, labels=labels),
+            data={"extra_model_paths.yaml": extra_model_paths()},
+            opts=k8s_opts,
+        )
+        root = HTTPGetActionArgs(path="/", port="http")
+        container = ContainerArgs(
+            name="comfyui",
+            image=settings.image,
+            args=[
+                "--listen=0.0.0.0",
+                f"--port={port}",
+                "--input-directory=/data/input",
+                "--output-directory=/data/output",
+                "--user-directory=/data/user",
+                "--temp-directory=/tmp",
+                "--extra-model-paths-config=/config/extra_model_paths.yaml",
+            ],
+            env=[
+                k8s.core.v1.EnvVarArgs(name="HOME", value="/tmp"),
+                k8s.core.v1.EnvVarArgs(
+                    name="LD_LIBRARY_PATH", value="/usr/local/nvidia/lib64:/usr/local/cuda/lib64"
+                ),
+            ],
+            ports=[ContainerPortArgs(name="http", container_port=port, protocol="TCP")],
+            resources=ResourceRequirementsArgs(
+                requests={acc.resource_name: "1", "cpu": "4", "memory": "16Gi"},
+                limits={acc.resource_name: "1", "memory": "24Gi"},
+            ),
+            startup_probe=ProbeArgs(http_get=root, period_seconds=10, failure_threshold=60),
+            readiness_probe=ProbeArgs(http_get=root, period_seconds=10, failure_threshold=3),
+            liveness_probe=ProbeArgs(
+                http_get=root, period_seconds=20, timeout_seconds=5, failure_threshold=3
+            ),
+            security_context=k8s.core.v1.SecurityContextArgs(
+                allow_privilege_escalation=False,
+                privileged=False,
+                read_only_root_filesystem=True,
+                run_as_non_root=True,
+                run_as_user=RUN_AS,
+                run_as_group=RUN_AS,
+                capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
+            ),
+            volume_mounts=[
+                VolumeMountArgs(name="model", mount_path="/models", read_only=True),
+                VolumeMountArgs(name="input", mount_path="/data/input"),
+                VolumeMountArgs(name="output", mount_path="/data/output"),
+                VolumeMountArgs(name="user", mount_path="/data/user"),
+                VolumeMountArgs(name="config", mount_path="/config", read_only=True),
+                VolumeMountArgs(name="tmp", mount_path="/tmp"),
+                VolumeMountArgs(name="dshm", mount_path="/dev/shm"),
+            ],
+        )
+        deployment = k8s.apps.v1.Deployment(
+            f"{name}-server",
+            metadata=ObjectMetaArgs(name=workload, namespace=namespace, labels=labels),
+            spec=k8s.apps.v1.DeploymentSpecArgs(
+                replicas=1,
+                selector=LabelSelectorArgs(match_labels=selector),
+                # One GPU and per-user state: never run two side by side.
+                strategy=k8s.apps.v1.DeploymentStrategyArgs(type="Recreate"),
+                template=k8s.core.v1.PodTemplateSpecArgs(
+                    metadata=ObjectMetaArgs(labels=labels, annotations=fuse_annotations()),
+                    spec=k8s.core.v1.PodSpecArgs(
+                        service_account_name=workload,
+                        automount_service_account_token=False,
+                        termination_grace_period_seconds=30,
+                        node_selector={COMPUTE_CLASS_LABEL: class_name},
+                        security_context=k8s.core.v1.PodSecurityContextArgs(
+                            run_as_non_root=True,
+                            run_as_user=RUN_AS,
+                            run_as_group=RUN_AS,
+                            fs_group=RUN_AS,
+                            seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
+                        ),
+                        containers=[container],
+                        volumes=[
+                            fuse_volume("model", platform.model_bucket, MODEL_PREFIX, True),
+                            data_volume("input", input_bucket.name, "", False, RUN_AS),
+                            data_volume("output", output_bucket.name, "output", False, RUN_AS),
+                            data_volume("user", output_bucket.name, "user", False, RUN_AS),
+                            VolumeArgs(
+                                name="config",
+                                config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(
+                                    name=f"{workload}-config"
+                                ),
+                            ),
+                            *scratch_volumes(shm_gib=2),
+                        ],
+                    ),
+                ),
+            ),
+            opts=child_options(self, opts, depends_on=[account, config]),
+        )
+        k8s.core.v1.Service(
+            f"{name}-service",
+            metadata=ObjectMetaArgs(name=workload, namespace=namespace, labels=labels),
+            spec=k8s.core.v1.ServiceSpecArgs(
+                type="ClusterIP",
+                selector=selector,
+                ports=[k8s.core.v1.ServicePortArgs(name="http", port=port, target_port="http")],
+            ),
+            opts=child_options(self, opts, depends_on=[deployment]),
+        )
+        self._expose(name, spec, platform, labels, port, k8s_opts)
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-ingress",
+            metadata=ObjectMetaArgs(name=workload, namespace=namespace, labels=labels),
+            spec=k8s.networking.v1.NetworkPolicySpecArgs(
+                pod_selector=LabelSelectorArgs(match_labels=selector),
+                policy_types=["Ingress"],
+                ingress=[
+                    k8s.networking.v1.NetworkPolicyIngressRuleArgs(
+                        from_=[
+                            *(
+                                k8s.networking.v1.NetworkPolicyPeerArgs(
+                                    ip_block=k8s.networking.v1.IPBlockArgs(cidr=cidr)
+                                )
+                                for cidr in LOAD_BALANCER_RANGES
+                            ),
+                            # Pods of the same namespace (an empty selector, no namespaceSelector).
+                            k8s.networking.v1.NetworkPolicyPeerArgs(
+                                pod_selector=LabelSelectorArgs()
+                            ),
+                        ],
+                        ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=port, protocol="TCP")],
+                    )
+                ],
+            ),
+            opts=k8s_opts,
+        )
+        self.input_bucket = input_bucket.name
+        self.output_bucket = output_bucket.name
+        self.url = pulumi.Output.concat(
+            "http://", workload, ".", namespace, ".svc.cluster.local:", str(port)
+        )
+        self.register_outputs(
+            {"inputBucket": self.input_bucket, "outputBucket": self.output_bucket, "url": self.url}
+        )
+
+    def _expose(
+        self,
+        name: str,
+        spec: WorkloadSpec,
+        platform: PlatformRef,
+        labels: dict[str, str],
+        port: int,
+        k8s_opts: pulumi.ResourceOptions,
+    ) -> None:
+        """HTTPRoute on the gateway, IAP on external gateways, health checks on ``/``."""
+        workload, namespace = spec.name, platform.workload_namespace
+        prefix = spec.routing.path_prefix or f"/{workload}"
+        k8s.apiextensions.CustomResource(
+            f"{name}-route",
+            api_version="gateway.networking.k8s.io/v1",
+            kind="HTTPRoute",
+            metadata=ObjectMetaArgs(name=workload, namespace=namespace, labels=labels),
+            spec={
+                "parentRefs": [
+                    {"name": platform.gateway_name, "namespace": platform.gateway_namespace}
+                ],
+                "rules": [
+                    {
+                        "matches": [{"path": {"type": "PathPrefix", "value": prefix}}],
+                        "filters": [
+                            {
+                                "type": "URLRewrite",
+                                "urlRewrite": {
+                                    "path": {
+                                        "type": "ReplacePrefixMatch",
+                                        "replacePrefixMatch": "/",
+                                    }
+                                },
+                            }
+                        ],
+                        "backendRefs": [{"name": workload, "port": port}],
+                    }
+                ],
+            },
+            opts=k8s_opts,
+        )
+        iap = platform.gateway_exposure.apply(lambda exposure: exposure == "external")
+        k8s.apiextensions.CustomResource(
+            f"{name}-backend-policy",
+            api_version="networking.gke.io/v1",
+            kind="GCPBackendPolicy",
+            metadata=ObjectMetaArgs(name=workload, namespace=namespace, labels=labels),
+            spec=iap.apply(
+                lambda on: backend_policy_spec("Service", workload, BACKEND_TIMEOUT_SECONDS, on)
+            ),
+            opts=k8s_opts,
+        )
+        k8s.apiextensions.CustomResource(
+            f"{name}-health-check",
+            api_version="networking.gke.io/v1",
+            kind="HealthCheckPolicy",
+            metadata=ObjectMetaArgs(name=workload, namespace=namespace, labels=labels),
+            spec={
+                "default": {
+                    "checkIntervalSec": 15,
+                    "timeoutSec": 5,
+                    "healthyThreshold": 1,
+                    "unhealthyThreshold": 3,
+                    "config": {
+                        "type": "HTTP",
+                        "httpHealthCheck": {
+                            "portSpecification": "USE_FIXED_PORT",
+                            "port": port,
+                            "requestPath": "/",
+                        },
+                    },
+                },
+                "targetRef": {"group": "", "kind": "Service", "name": workload},
+            },
+            opts=k8s_opts,
+        )

@@ -1,0 +1,285 @@
+"""ModelDownload: copy a Hugging Face model into the platform's model bucket, once.
+
+Serving pods read weights only from the bucket (``HF_HUB_OFFLINE=1``), so a
+workload whose model is a Hugging Face id gets this Job in front of it; the
+serving component depends on it, and Pulumi waits for the Job to complete.
+
+The pod runs three steps, each as non-root with a read-only root filesystem:
+
+1. ``prepare`` (Google Cloud CLI): skip everything when the bucket already
+   holds this revision (a marker written at the end of a successful copy) or a
+   model staged by hand (``config.json`` present); otherwise read the Hugging
+   Face token from Secret Manager into a memory-backed volume (never an env
+   var, never a log line).
+2. ``download`` (Python): install a pinned ``huggingface_hub`` into a venv
+   under /tmp and download the snapshot onto a generic ephemeral volume sized
+   from the model (node boot disks are too small for large models).
+3. ``upload`` (Google Cloud CLI): ``gcloud storage cp -r`` into the bucket;
+   ``config.json`` goes last and the marker after it, so a half-finished copy
+   is never taken for a complete one.
+
+Without ``huggingFaceTokenSecret`` the download runs anonymously: public models
+work, gated ones (Llama, Gemma) fail with a 401/403 from the Hub, and the Job
+failure stops ``pulumi up`` before the server is deployed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+from gke_inference.inference.workload_identity import ksa_principal
+from gke_inference.workloads.platform_ref import PlatformRef
+from gke_inference.workloads.pods import (
+    container_security,
+    labels_for,
+    pod_security,
+    remote_image,
+    service_account_with_bucket_access,
+)
+from gke_inference.workloads.sizing import BYTES_PER_PARAMETER, Sizing
+from gke_inference.workloads.spec import WorkloadSpec
+from pulumi_gcp import organizations, secretmanager
+from pulumi_kubernetes.core.v1 import (
+    ContainerArgs,
+    EnvVarArgs,
+    ResourceRequirementsArgs,
+    VolumeArgs,
+    VolumeMountArgs,
+)
+from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
+
+from gke_inference.components import child_options
+
+# Pinned images and tools. The Cloud CLI image lives on gcr.io (served by Artifact
+# Registry, reachable from private nodes through Private Google Access; Google
+# keeps each version for one year, so bump the pin at least yearly). Python comes
+# through the platform's Docker Hub remote repository like the vLLM images.
+CLOUD_SDK_IMAGE = "gcr.io/google.com/cloudsdktool/google-cloud-cli:573.0.0-stable"
+PYTHON_IMAGE = "python:3.12.12-slim-bookworm"
+HUGGINGFACE_HUB_VERSION = "0.36.0"
+STORAGE_CLASS = "standard-rwo"  # GKE's default balanced persistent disk
+MARKER = ".gke-inference-download"
+BACKOFF_LIMIT = 2
+TTL_AFTER_FINISHED_SECONDS = 86_400  # keep the finished pod's logs for a day
+SECRET_ACCESSOR = "roles/secretmanager.secretAccessor"
+
+_PREPARE = f"""set -eu
+dest="gs://$MODEL_BUCKET/$MODEL_PATH"
+marker="$(gcloud storage cat "$dest/{MARKER}" 2>/dev/null || true)"
+if [ "$marker" = "$MODEL_REVISION" ]; then
+  echo "revision $MODEL_REVISION of $MODEL_ID already in $dest"; touch /work/skip; exit 0
+fi
+if [ -z "$marker" ] && gcloud storage ls "$dest/config.json" >/dev/null 2>&1; then
+  echo "$dest holds a model staged without this job; leaving it as is"; touch /work/skip; exit 0
+fi
+if [ -n "${{TOKEN_SECRET:-}}" ]; then
+  gcloud secrets versions access latest --secret="$TOKEN_SECRET" --project="$PROJECT_ID" \\
+    --out-file=/secrets/hf-token --quiet
+  echo "read the Hugging Face token from secret $TOKEN_SECRET"
+else
+  echo "no huggingFaceTokenSecret: downloading anonymously (public models only)"
+fi
+"""
+
+_DOWNLOAD = f"""set -eu
+if [ -e /work/skip ]; then exit 0; fi
+python -m venv /tmp/venv
+/tmp/venv/bin/pip install --quiet --no-cache-dir "huggingface_hub=={HUGGINGFACE_HUB_VERSION}"
+exec /tmp/venv/bin/python - <<'EOF'
+import os, sys
+from huggingface_hub import snapshot_download
+token_file = "/secrets/hf-token"
+token = open(token_file).read().strip() if os.path.exists(token_file) else None
+try:
+    path = snapshot_download(
+        repo_id=os.environ["MODEL_ID"],
+        revision=os.environ["MODEL_REVISION"],
+        local_dir="/work/model",
+        token=token or False,
+        ignore_patterns=["original/*", "*.pth"],
+        max_workers=16,
+    )
+except Exception as exc:
+    sys.exit(f"download of {{os.environ['MODEL_ID']}} failed: {{type(exc).__name__}}: {{exc}} "
+             "(gated models need huggingFaceTokenSecret)")
+print("downloaded to", path)
+EOF
+"""
+
+_UPLOAD = f"""set -eu
+if [ -e /work/skip ]; then exit 0; fi
+dest="gs://$MODEL_BUCKET/$MODEL_PATH"
+cd /work/model
+rm -rf .cache
+gcloud storage rsync --recursive --exclude='^config\\.json$' . "$dest"
+gcloud storage cp config.json "$dest/config.json"
+printf '%s' "$MODEL_REVISION" | gcloud storage cp - "$dest/{MARKER}"
+echo "uploaded $MODEL_ID@$MODEL_REVISION to $dest"
+"""
+
+
+@dataclass
+class ModelDownloadArgs:
+    spec: WorkloadSpec
+    sizing: Sizing
+    platform: PlatformRef
+
+
+def needs_download(spec: WorkloadSpec) -> bool:
+    """Model-serving workloads whose model is a Hugging Face id (not a gs:// path)."""
+    return spec.kind != "comfyui" and spec.model is not None and not spec.model.in_bucket
+
+
+def checkpoint_gib(spec: WorkloadSpec, sizing: Sizing) -> float:
+    """Size of the checkpoint on the Hub: assume 16-bit weights (quantization may happen at load)."""
+    return sizing.weights_gib * 2 / BYTES_PER_PARAMETER[spec.precision]
+
+
+class ModelDownload(pulumi.ComponentResource):
+    job_name: str
+
+    def __init__(
+        self, name: str, args: ModelDownloadArgs, opts: pulumi.ResourceOptions | None = None
+    ):
+        super().__init__("gke-inference:workloads:ModelDownload", name, None, opts)
+        spec, sizing, platform = args.spec, args.sizing, args.platform
+        if spec.model is None or spec.model.in_bucket:
+            raise ValueError(f"{spec.name}: ModelDownload needs a Hugging Face model id")
+        k8s_opts = child_options(self, opts)
+        namespace = platform.workload_namespace
+        account_name = f"{spec.name}-download"
+        labels = {**labels_for(spec.name, spec.kind), "app.kubernetes.io/component": "download"}
+
+        account = service_account_with_bucket_access(
+            name, account_name, platform, [(platform.model_bucket, "write")], self, k8s_opts
+        )
+        grants: list[pulumi.Resource] = [account]
+        secret = spec.hugging_face_token_secret
+        if secret:
+            number = organizations.get_project_output(project_id=platform.project_id).number
+            grants.append(
+                secretmanager.SecretIamMember(
+                    f"{name}-token-accessor",
+                    project=platform.project_id,
+                    secret_id=secret,
+                    role=SECRET_ACCESSOR,
+                    member=ksa_principal(platform.project_id, number, namespace, account_name),
+                    opts=pulumi.ResourceOptions(parent=self),
+                )
+            )
+
+        size_gib = checkpoint_gib(spec, sizing)
+        volume_gib = math.ceil(size_gib * 1.1) + 10
+        deadline = 3600 + 60 * math.ceil(size_gib)  # ~1 min per GiB down and up, plus setup
+        env = [
+            EnvVarArgs(name="MODEL_ID", value=spec.model.id),
+            EnvVarArgs(name="MODEL_REVISION", value=spec.model.revision or "main"),
+            EnvVarArgs(name="MODEL_BUCKET", value=platform.model_bucket),
+            EnvVarArgs(name="MODEL_PATH", value=spec.model.bucket_path),
+            EnvVarArgs(name="PROJECT_ID", value=platform.project_id),
+            EnvVarArgs(name="TOKEN_SECRET", value=secret or ""),
+            EnvVarArgs(name="HOME", value="/tmp/home"),
+            EnvVarArgs(name="CLOUDSDK_CONFIG", value="/tmp/gcloud"),
+            EnvVarArgs(name="HF_HOME", value="/tmp/hf"),
+            EnvVarArgs(name="HF_HUB_DISABLE_TELEMETRY", value="1"),
+            EnvVarArgs(name="PIP_DISABLE_PIP_VERSION_CHECK", value="1"),
+        ]
+        mounts = [
+            VolumeMountArgs(name="tmp", mount_path="/tmp"),
+            VolumeMountArgs(name="work", mount_path="/work"),
+        ]
+        secret_mount = VolumeMountArgs(name="secrets", mount_path="/secrets")
+
+        def step(
+            step_name: str, image: pulumi.Input[str], script: str, cpu: int, memory: str
+        ) -> ContainerArgs:
+            return ContainerArgs(
+                name=step_name,
+                image=image,
+                command=["/bin/sh", "-c", script],
+                env=env,
+                resources=ResourceRequirementsArgs(
+                    requests={"cpu": str(cpu), "memory": memory}, limits={"memory": memory}
+                ),
+                security_context=container_security(),
+                volume_mounts=[*mounts, *([secret_mount] if step_name != "upload" else [])],
+            )
+
+        self.job_name = account_name
+        annotations = {
+            # Pulumi waits for the Job to complete; give it the whole deadline.
+            "pulumi.com/timeoutSeconds": str(deadline + 600),
+        }
+        k8s.batch.v1.Job(
+            f"{name}-job",
+            metadata=ObjectMetaArgs(
+                name=self.job_name, namespace=namespace, labels=labels, annotations=annotations
+            ),
+            spec=k8s.batch.v1.JobSpecArgs(
+                backoff_limit=BACKOFF_LIMIT,
+                active_deadline_seconds=deadline,
+                ttl_seconds_after_finished=TTL_AFTER_FINISHED_SECONDS,
+                template=k8s.core.v1.PodTemplateSpecArgs(
+                    metadata=ObjectMetaArgs(labels=labels),
+                    spec=k8s.core.v1.PodSpecArgs(
+                        service_account_name=account_name,
+                        automount_service_account_token=False,
+                        restart_policy="Never",
+                        security_context=pod_security(),
+                        init_containers=[
+                            step("prepare", CLOUD_SDK_IMAGE, _PREPARE, 1, "512Mi"),
+                            step(
+                                "download",
+                                remote_image(platform, PYTHON_IMAGE),
+                                _DOWNLOAD,
+                                4,
+                                "8Gi",
+                            ),
+                        ],
+                        containers=[step("upload", CLOUD_SDK_IMAGE, _UPLOAD, 4, "4Gi")],
+                        volumes=[
+                            VolumeArgs(
+                                name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs()
+                            ),
+                            VolumeArgs(
+                                name="secrets",
+                                empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(
+                                    medium="Memory", size_limit="1Mi"
+                                ),
+                            ),
+                            VolumeArgs(
+                                name="work",
+                                ephemeral=k8s.core.v1.EphemeralVolumeSourceArgs(
+                                    volume_claim_template=k8s.core.v1.PersistentVolumeClaimTemplateArgs(
+                                        metadata=ObjectMetaArgs(labels=labels),
+                                        spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
+                                            access_modes=["ReadWriteOnce"],
+                                            storage_class_name=STORAGE_CLASS,
+                                            resources=k8s.core.v1.VolumeResourceRequirementsArgs(
+                                                requests={"storage": f"{volume_gib}Gi"}
+                                            ),
+                                        ),
+                                    )
+                                ),
+                            ),
+                        ],
+                    ),
+                ),
+            ),
+            opts=child_options(self, opts, depends_on=grants),
+        )
+        self.register_outputs({"jobName": self.job_name, "destination": spec.model.bucket_path})
+
+
+def model_download_for(
+    spec: WorkloadSpec, sizing: Sizing, platform: PlatformRef, opts: pulumi.ResourceOptions
+) -> ModelDownload | None:
+    """The download in front of a serving component, or None when the model is in a bucket."""
+    if not needs_download(spec):
+        return None
+    return ModelDownload(
+        f"{spec.name}-model-download", ModelDownloadArgs(spec, sizing, platform), opts
+    )
