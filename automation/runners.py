@@ -297,9 +297,7 @@ class PulumiRunner(_RunnerBase):
         """Fail early with :class:`PulumiCLIMissingError` when there is no CLI."""
         path = self.command_path()
         if shutil.which(path) is None:
-            raise PulumiCLIMissingError(
-                path if os.sep in path else f"no `{path}` on PATH={os.environ.get('PATH', '')}"
-            )
+            raise PulumiCLIMissingError(path if os.sep in path else f"no `{path}` on PATH")
 
     def _pulumi_command(self) -> auto.PulumiCommand:
         with self._command_lock:

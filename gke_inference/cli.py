@@ -201,6 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--format", choices=["text", "json"], default="text")
     _add_policy_options(check)
     check.set_defaults(handler=_policy_check)
+
+    from gke_inference.automation.cli import add_automation_commands
+
+    add_automation_commands(sub)  # platform, workload, promote, serve
     return parser
 
 

@@ -1,0 +1,297 @@
+"""``gke-inference platform|workload|promote|serve``: the Automation API from a shell.
+
+Registered on the main parser by :func:`add_automation_commands`. Progress
+lines are printed as the engine (or the offline plan) produces them.
+
+Exit codes: 0 ok, 1 the policy pack rejected the stack, 2 a user error (bad
+spec, unknown environment, no Pulumi CLI, stack busy or missing), 4 the
+operation failed in Pulumi.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from gke_inference.errors import Problem, UserInputError
+
+EXIT_OK = 0
+EXIT_VIOLATION = 1
+EXIT_USER_ERROR = 2
+EXIT_OPERATION_FAILED = 4
+
+RUNNERS = ("pulumi", "offline")
+
+
+def _print(line: str) -> None:
+    sys.stdout.write(line.rstrip("\n") + "\n")
+    sys.stdout.flush()
+
+
+def _error(message: str) -> None:
+    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.flush()
+
+
+def _runner(args: argparse.Namespace) -> Any:
+    from gke_inference.automation.runners import make_runner
+
+    return make_runner(args.runner)
+
+
+def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Map automation errors to exit codes and one clear message (no traceback)."""
+
+    def run(args: argparse.Namespace) -> int:
+        from gke_inference.automation.runners import (
+            AutomationError,
+            NotDeployedError,
+            PolicyViolationError,
+            PulumiCLIMissingError,
+            StackBusyError,
+            UnknownEnvironmentError,
+        )
+
+        try:
+            return handler(args)
+        except PolicyViolationError as exc:
+            _error(str(exc))
+            return EXIT_VIOLATION
+        except (
+            PulumiCLIMissingError,
+            StackBusyError,
+            NotDeployedError,
+            UnknownEnvironmentError,
+        ) as exc:
+            _error(str(exc))
+            return EXIT_USER_ERROR
+        except AutomationError as exc:
+            _error(str(exc))
+            return EXIT_OPERATION_FAILED
+
+    return run
+
+
+def _show_result(result: Any) -> None:
+    _print(f"{result.operation} of {result.stack}: done")
+
+
+# --------------------------------------------------------------------------- platform
+
+
+def _platform(args: argparse.Namespace) -> int:
+    runner = _runner(args)
+    if args.platform_command == "outputs":
+        _print(json.dumps(runner.platform_outputs(args.stack), indent=2, sort_keys=True))
+        return EXIT_OK
+    operation = getattr(runner, f"platform_{args.platform_command}")
+    _show_result(operation(args.stack, _print))
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- workloads
+
+
+def _load(file: str | None, command: str) -> Any:
+    from gke_inference.workloads.spec import load_spec
+
+    if not file:
+        raise UserInputError(
+            f"workload {command} needs a spec", [Problem("--file", "give the workload spec file")]
+        )
+    return load_spec(file)
+
+
+def _workload(args: argparse.Namespace) -> int:
+    runner = _runner(args)
+    command = args.workload_command
+    if command == "list":
+        names = runner.list_workloads(args.stack)
+        if args.format == "json":
+            _print(json.dumps(names))
+        else:
+            _print("\n".join(names) if names else f"no workloads deployed in {args.stack}")
+        return EXIT_OK
+    if command in ("destroy", "outputs"):
+        name = args.name or (_load(args.file, command).name if args.file else None)
+        if not name:
+            raise UserInputError(
+                f"workload {command} needs a name",
+                [Problem("--name", "give --name NAME or --file SPEC")],
+            )
+        if command == "outputs":
+            _print(json.dumps(runner.workload_outputs(args.stack, name), indent=2, sort_keys=True))
+            return EXIT_OK
+        _show_result(runner.workload_destroy(args.stack, name, _print))
+        return EXIT_OK
+    spec = _load(args.file, command)
+    operation = runner.workload_up if command == "up" else runner.workload_preview
+    _show_result(operation(args.stack, spec, _print))
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- promote
+
+
+def _plan_lines(plan: Any) -> list[str]:
+    """A plan as stable text: resources by type and name (URNs differ per stack), then outputs."""
+    doc: dict[str, Any] = {}
+    for resource in plan.resources:
+        if resource.type == "pulumi:pulumi:Stack":
+            continue
+        doc[f"{resource.type} {resource.name}"] = resource.inputs
+    doc["(outputs)"] = plan.outputs
+    return json.dumps(doc, indent=2, sort_keys=True, default=str).splitlines()
+
+
+def plan_diff(source: Any, target: Any, source_name: str, target_name: str) -> list[str]:
+    return list(
+        difflib.unified_diff(
+            _plan_lines(source),
+            _plan_lines(target),
+            fromfile=source_name,
+            tofile=target_name,
+            lineterm="",
+        )
+    )
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from gke_inference.automation.runners import NotDeployedError, OfflineRunner
+
+    spec = _load(args.file, "promote")
+    runner = _runner(args)
+    if args.source == args.target:
+        raise UserInputError(
+            "Cannot promote", [Problem("--to", "must name another environment than --from")]
+        )
+    try:
+        runner.workload_outputs(args.source, spec.name)
+    except NotDeployedError:
+        raise UserInputError(
+            "Cannot promote",
+            [
+                Problem(
+                    "--from",
+                    f"{spec.name} is not deployed in {args.source}; deploy it there first "
+                    f"(gke-inference workload up --stack {args.source} --file {args.file})",
+                )
+            ],
+        ) from None
+    planner = OfflineRunner(runner.settings)
+    source_stack = runner.workload_stack(args.source, spec.name)
+    target_stack = runner.workload_stack(args.target, spec.name)
+    diff = plan_diff(
+        planner.workload_plan(args.source, spec),
+        planner.workload_plan(args.target, spec),
+        f"{source_stack} (plan)",
+        f"{target_stack} (plan)",
+    )
+    _print(f"Promoting {spec.name}: {args.source} -> {args.target}")
+    for line in diff or ["(the two plans are identical)"]:
+        _print(line)
+    _show_result(runner.workload_up(args.target, spec, _print))
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- serve
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+    from gke_inference.automation.runners import PulumiRunner
+    from gke_inference.automation.service import ServiceConfigError, create_app
+    from gke_inference.automation.settings import state_dir
+    from gke_inference.automation.store import open_store, redact_url
+
+    runner = _runner(args)
+    if isinstance(runner, PulumiRunner):
+        runner.check_cli()  # refuse to start a service that can only fail
+    db = args.db or str(state_dir() / "service.db")
+    try:
+        store = open_store(db)
+    except Exception as exc:  # noqa: BLE001 - any driver error: report it, do not start
+        _error(f"cannot open the database {redact_url(db)}: {type(exc).__name__}: {exc}")
+        return EXIT_USER_ERROR
+    try:
+        app = create_app(runner, store, workers=args.workers)
+    except ServiceConfigError as exc:
+        store.close()
+        _error(str(exc))
+        return EXIT_USER_ERROR
+    _print(
+        f"gke-inference service on http://{args.host}:{args.port} "
+        f"(runner {runner.name}, database {redact_url(db)}, OpenAPI at /openapi.json)"
+    )
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    finally:
+        store.close()
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def _runner_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--runner",
+        choices=RUNNERS,
+        default="pulumi",
+        help="pulumi: the Automation API over the Pulumi CLI (default); offline: the offline "
+        "plan and policy pack, state in $XDG_STATE_HOME/gke-inference (no CLI, no cloud)",
+    )
+
+
+def add_automation_commands(sub: Any) -> None:
+    """Register platform, workload, promote and serve on the main parser's subparsers."""
+    platform = sub.add_parser("platform", help="preview, deploy or destroy a platform stack")
+    platform.add_argument(
+        "platform_command", choices=["up", "preview", "refresh", "destroy", "outputs"]
+    )
+    platform.add_argument("--stack", "-s", required=True, help="environment: dev, prod, ...")
+    _runner_option(platform)
+    platform.set_defaults(handler=_guarded(_platform))
+
+    workload = sub.add_parser(
+        "workload", help="deploy, preview, destroy or list workload stacks <env>-<workload>"
+    )
+    workload.add_argument(
+        "workload_command", choices=["up", "preview", "destroy", "list", "outputs"]
+    )
+    workload.add_argument("--stack", "-s", required=True, help="environment: dev, prod, ...")
+    workload.add_argument("--file", "-f", metavar="SPEC", help="workload spec (YAML or JSON)")
+    workload.add_argument("--name", help="workload name (destroy/outputs without --file)")
+    workload.add_argument("--format", choices=["text", "json"], default="text")
+    _runner_option(workload)
+    workload.set_defaults(handler=_guarded(_workload))
+
+    promote = sub.add_parser(
+        "promote", help="show the plan diff of a workload between two environments, then deploy"
+    )
+    promote.add_argument("--file", "-f", metavar="SPEC", required=True)
+    promote.add_argument("--from", dest="source", required=True, metavar="ENV")
+    promote.add_argument("--to", dest="target", required=True, metavar="ENV")
+    _runner_option(promote)
+    promote.set_defaults(handler=_guarded(_promote))
+
+    serve = sub.add_parser(
+        "serve", help="run the HTTP service (needs GKE_INFERENCE_API_TOKEN in the environment)"
+    )
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument(
+        "--db",
+        metavar="PATH_OR_URL",
+        help="SQLite file or postgresql:// URL (default $XDG_STATE_HOME/gke-inference/service.db)",
+    )
+    serve.add_argument("--workers", type=int, default=4, help="operations run in parallel")
+    serve.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
+    _runner_option(serve)
+    serve.set_defaults(handler=_guarded(_serve))
