@@ -53,7 +53,19 @@ _MACHINE_TYPE = describe_pattern(
     r"^[a-z0-9]+-[a-z0-9-]+$", "a Compute Engine machine type such as n4-standard-4"
 )
 
-Cidr = Annotated[ipaddress.IPv4Network, Field(description="IPv4 CIDR, e.g. 10.128.0.0/20")]
+def _cidr_text(value: Any) -> Any:
+    # ipaddress also turns integers and booleans into networks (True -> 0.0.0.1/32);
+    # in a config file those are always mistakes.
+    if not isinstance(value, str | ipaddress.IPv4Network):
+        raise ValueError("must be an IPv4 CIDR string such as 10.128.0.0/20")
+    return value
+
+
+Cidr = Annotated[
+    ipaddress.IPv4Network,
+    pydantic.BeforeValidator(_cidr_text),
+    Field(description="IPv4 CIDR, e.g. 10.128.0.0/20"),
+]
 
 
 class AuthorizedNetwork(StrictModel):

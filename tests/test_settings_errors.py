@@ -141,3 +141,11 @@ def test_override_path_syntax() -> None:
     assert parse_override("security.kmsRotationDays=30", "gke-inference")[2] == 30
     with pytest.raises(SettingsError):
         parse_override("cluster.mode", "gke-inference")
+
+
+@pytest.mark.parametrize("value", [True, 5, 3.5])
+def test_cidrs_must_be_strings(value: object) -> None:
+    # Found by the fuzz tests: ipaddress accepted True as 0.0.0.1/32.
+    with pytest.raises(SettingsError) as info:
+        parse_settings({"project": "acme-dev-1", "network": {"podCidr": value}}, "dev")
+    assert "gke-inference:network.podCidr: must be an IPv4 CIDR string" in str(info.value)
