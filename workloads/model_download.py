@@ -18,9 +18,14 @@ The pod runs three steps, each as non-root with a read-only root filesystem:
    ``config.json`` goes last and the marker after it, so a half-finished copy
    is never taken for a complete one.
 
-Without ``huggingFaceTokenSecret`` the download runs anonymously: public models
-work, gated ones (Llama, Gemma) fail with a 401/403 from the Hub, and the Job
-failure stops ``pulumi up`` before the server is deployed.
+When the workload stack creates it: the model is a Hugging Face id *and* the
+spec names ``huggingFaceTokenSecret``. Without a token secret there is no
+download and the weights must already be in the bucket (staged once by the
+platform team, or by any earlier workload with a token): an anonymous download
+fails for gated models (Gemma, Llama) and would then block every ``pulumi up``
+of a workload that worked before, and anonymous Hub downloads are rate-limited.
+A public model only needs a token secret holding any valid read token. The
+component itself also runs without a token (``TOKEN_SECRET`` empty).
 """
 
 from __future__ import annotations
@@ -129,8 +134,13 @@ class ModelDownloadArgs:
 
 
 def needs_download(spec: WorkloadSpec) -> bool:
-    """Model-serving workloads whose model is a Hugging Face id (not a gs:// path)."""
-    return spec.kind != "comfyui" and spec.model is not None and not spec.model.in_bucket
+    """Model-serving workloads with a Hugging Face id (not gs://) and a token secret."""
+    return (
+        spec.kind != "comfyui"
+        and spec.model is not None
+        and not spec.model.in_bucket
+        and spec.hugging_face_token_secret is not None
+    )
 
 
 def checkpoint_gib(spec: WorkloadSpec, sizing: Sizing) -> float:
@@ -277,7 +287,7 @@ class ModelDownload(pulumi.ComponentResource):
 def model_download_for(
     spec: WorkloadSpec, sizing: Sizing, platform: PlatformRef, opts: pulumi.ResourceOptions
 ) -> ModelDownload | None:
-    """The download in front of a serving component, or None when the model is in a bucket."""
+    """The download in front of a serving component, or None (see :func:`needs_download`)."""
     if not needs_download(spec):
         return None
     return ModelDownload(
