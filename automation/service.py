@@ -33,6 +33,7 @@ from gke_inference.automation.store import (
     WorkloadBusyError,
     new_id,
 )
+from starlette.concurrency import run_in_threadpool
 
 from gke_inference.errors import UserInputError
 
@@ -75,8 +76,18 @@ class OperationWorker:
     ) -> Operation:
         operation = Operation(new_id(), environment, workload, kind, spec=spec)
         self.store.submit(operation, workload_spec=spec if kind == "up" else None)
-        self.futures[operation.id] = self.executor.submit(self.run, operation)
+        future = self.executor.submit(self.run, operation)
+        self.futures[operation.id] = future
+        future.add_done_callback(self._forget)
         return operation
+
+    def _forget(self, future: Future[None]) -> None:
+        """Drop finished futures; cancelled ones stay for :meth:`shutdown` to record."""
+        if future.cancelled():
+            return
+        for operation_id, known in list(self.futures.items()):
+            if known is future:
+                self.futures.pop(operation_id, None)
 
     def run(self, operation: Operation) -> None:
         env, name = operation.environment, operation.workload
@@ -124,7 +135,8 @@ class OperationWorker:
             self._failed(operation, f"internal error ({type(exc).__name__}); see the service log")
         else:
             doc = result.to_json()
-            self.store.finish(operation.id, "succeeded", result=doc)
+            if not self.store.finish(operation.id, "succeeded", result=doc):
+                return  # recovery failed it meanwhile: the record stays as recovery left it
             if kind == "up":
                 self.store.set_workload(env, name, "deployed", doc.get("outputs", {}))
             elif kind == "destroy":
@@ -135,13 +147,13 @@ class OperationWorker:
     ) -> None:
         message = self.redact(error)
         self.store.append_log(operation.id, f"error: {message}")
-        self.store.finish(
+        finished = self.store.finish(
             operation.id,
             "failed",
             error=message,
             violations=[dict(v) for v in violations] if violations else None,
         )
-        if operation.kind in ("up", "destroy"):
+        if finished and operation.kind in ("up", "destroy"):
             self.store.set_workload(operation.environment, operation.workload, "failed")
 
     def shutdown(self) -> None:
@@ -309,9 +321,10 @@ def create_app(
     )
     async def create_workload(request: Request, env: str = Depends(environment)) -> JSONResponse:
         data = await _json_body(request, required=True)
-        spec = _validate_spec(data)
+        # Validation and the database work run in the thread pool, off the event loop.
+        spec = await run_in_threadpool(_validate_spec, data)
         body = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
-        return submit(env, spec.name, "up", body)
+        return await run_in_threadpool(submit, env, spec.name, "up", body)
 
     @v1.get("/environments/{env}/workloads", tags=["workloads"])
     def list_workloads(env: str = Depends(environment)) -> list[dict[str, Any]]:
@@ -343,9 +356,10 @@ def create_app(
         """Preview the submitted spec, or the spec in the body (a change to review first)."""
         data = await _json_body(request, required=False)
         if data is None:
-            spec_doc: dict[str, Any] = existing(env, name).spec
+            record = await run_in_threadpool(existing, env, name)
+            spec_doc: dict[str, Any] = record.spec
         else:
-            spec = _validate_spec(data)
+            spec = await run_in_threadpool(_validate_spec, data)
             if spec.name != name:
                 raise HTTPException(
                     status.HTTP_422_UNPROCESSABLE_CONTENT,
@@ -358,7 +372,7 @@ def create_app(
                     ],
                 )
             spec_doc = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
-        return submit(env, name, "preview", spec_doc)
+        return await run_in_threadpool(submit, env, name, "preview", spec_doc)
 
     @v1.delete(
         "/environments/{env}/workloads/{name}",
