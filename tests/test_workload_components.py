@@ -121,7 +121,7 @@ def test_example_has_no_mandatory_violation_and_valid_manifests(example: str) ->
 
 
 @pytest.mark.parametrize("example", sorted(EXAMPLE_STACKS))
-def test_components_register_their_outputs_and_parent_children(example: str) -> None:
+def test_every_cloud_and_cluster_resource_is_inside_a_component(example: str) -> None:
     p = plan(example)
     components = [r for r in p.resources if r.type.startswith("gke-inference:workloads:")]
     assert components
