@@ -1,0 +1,450 @@
+"""CLI commands over the offline runner, the Pulumi runner's wiring, and the missing-CLI error."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from gke_inference.automation.runners import (
+    INSTALL_HINT,
+    NotDeployedError,
+    OfflineRunner,
+    PolicyViolationError,
+    PulumiCLIMissingError,
+    PulumiRunner,
+    StackBusyError,
+    policy_violations_from_output,
+)
+from gke_inference.automation.settings import AutomationSettings
+from gke_inference.workloads.spec import load_spec
+from pulumi import automation as auto
+
+from gke_inference.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = str(REPO / "workloads/examples/gemma-3-1b-l4.yaml")
+
+
+@pytest.fixture(autouse=True)
+def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own state dir (offline state, default backend, service db)."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("PULUMI_BACKEND_URL", raising=False)
+    monkeypatch.chdir(REPO)
+    return tmp_path / "xdg" / "gke-inference"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def latest_spec(tmp_path: Path) -> str:
+    spec = yaml.safe_load(Path(EXAMPLE).read_text(encoding="utf-8"))
+    spec["server"]["image"] = "us-docker.pkg.dev/acme/vllm/vllm-openai:latest"
+    path = tmp_path / "latest.yaml"
+    path.write_text(yaml.safe_dump(spec), encoding="utf-8")
+    return str(path)
+
+
+# --------------------------------------------------------------------------- offline CLI
+
+
+def test_workload_lifecycle_offline(capsys: pytest.CaptureFixture[str], state: Path) -> None:
+    offline = ("--runner", "offline")
+    code, out, _ = run(capsys, "workload", "preview", "--stack", "dev", "--file", EXAMPLE, *offline)
+    assert code == 0
+    assert out.startswith("Previewing update (organization/gke-inference-workloads/dev-gemma-3-1b)")
+    assert "+ kubernetes:apps/v1:Deployment gemma-3-1b-server create" in out
+    assert run(capsys, "workload", "list", "--stack", "dev", *offline)[1].startswith("no workloads")
+
+    code, out, _ = run(capsys, "workload", "up", "--stack", "dev", "--file", EXAMPLE, *offline)
+    assert code == 0
+    created = int(re.search(r"Resources: (\d+) to create", out).group(1))  # type: ignore[union-attr]
+    assert "Policies:" in out and 'computeClass: "gpu-l4-x1"' in out
+    assert out.rstrip().endswith("up of organization/gke-inference-workloads/dev-gemma-3-1b: done")
+    assert (state / "offline-state.json").exists()  # a later command sees it
+
+    code, out, _ = run(capsys, "workload", "list", "--stack", "dev", "--format", "json", *offline)
+    assert (code, json.loads(out)) == (0, ["gemma-3-1b"])
+    code, out, _ = run(
+        capsys, "workload", "outputs", "--stack", "dev", "--name", "gemma-3-1b", *offline
+    )
+    assert json.loads(out)["url"] == "http://gemma-3-1b.inference.svc.cluster.local:8000"
+
+    code, out, _ = run(capsys, "workload", "up", "--stack", "dev", "--file", EXAMPLE, *offline)
+    assert f"Resources: {created} unchanged" in out
+
+    code, out, _ = run(capsys, "workload", "destroy", "--stack", "dev", "--file", EXAMPLE, *offline)
+    assert code == 0 and f"Resources: {created} to delete" in out
+    code, _, err = run(
+        capsys, "workload", "destroy", "--stack", "dev", "--name", "gemma-3-1b", *offline
+    )
+    assert code == 2 and "does not exist" in err
+
+
+def test_policy_violation_exits_1(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    spec = latest_spec(tmp_path)
+    code, out, err = run(
+        capsys, "workload", "up", "--stack", "dev", "--file", spec, "--runner", "offline"
+    )
+    assert code == 1
+    assert "[mandatory]  k8s-image-tag-pinned" in out
+    assert "policy pack rejected" in err
+    assert run(capsys, "workload", "list", "--stack", "dev", "--runner", "offline")[1].startswith(
+        "no workloads"
+    )
+
+
+def test_user_errors_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, err = run(
+        capsys, "workload", "up", "--stack", "staging", "--file", EXAMPLE, "--runner", "offline"
+    )
+    assert code == 2 and "unknown environment 'staging'" in err
+    code, _, err = run(capsys, "workload", "up", "--stack", "dev", "--runner", "offline")
+    assert code == 2 and "--file" in err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: Bad_Name\nkind: online\naccelerator: l4\n", encoding="utf-8")
+    code, _, err = run(
+        capsys, "workload", "preview", "--stack", "dev", "--file", str(bad), "--runner", "offline"
+    )
+    assert code == 2 and "name" in err
+
+
+def test_platform_commands_offline(capsys: pytest.CaptureFixture[str]) -> None:
+    offline = ("--runner", "offline")
+    code, out, _ = run(capsys, "platform", "preview", "--stack", "dev", *offline)
+    assert code == 0 and "gcp:container/cluster:Cluster" in out
+    code, out, _ = run(capsys, "platform", "up", "--stack", "dev", *offline)
+    assert code == 0 and 'kubeconfig: "[secret]"' in out
+    code, out, _ = run(capsys, "platform", "outputs", "--stack", "dev", *offline)
+    assert json.loads(out)["kubeconfig"] == "[secret]"
+    assert run(capsys, "workload", "up", "--stack", "dev", "--file", EXAMPLE, *offline)[0] == 0
+    code, _, err = run(capsys, "platform", "destroy", "--stack", "dev", *offline)
+    assert code == 4 and "destroy them first" in err
+    assert (
+        run(capsys, "workload", "destroy", "--stack", "dev", "--name", "gemma-3-1b", *offline)[0]
+        == 0
+    )
+    code, out, _ = run(capsys, "platform", "destroy", "--stack", "dev", *offline)
+    assert code == 0 and "to delete" in out
+
+
+def test_promote_shows_the_plan_diff_then_deploys(capsys: pytest.CaptureFixture[str]) -> None:
+    offline = ("--runner", "offline")
+    promote = ("promote", "--file", EXAMPLE, "--from", "dev", "--to", "prod", *offline)
+    code, _, err = run(capsys, *promote)
+    assert code == 2 and "not deployed in dev" in err
+    assert run(capsys, "workload", "up", "--stack", "dev", "--file", EXAMPLE, *offline)[0] == 0
+    code, out, _ = run(capsys, *promote)
+    assert code == 0
+    assert "--- organization/gke-inference-workloads/dev-gemma-3-1b (plan)" in out
+    assert "+++ organization/gke-inference-workloads/prod-gemma-3-1b (plan)" in out
+    assert '-    "environment": "dev",' in out and '+    "environment": "prod",' in out
+    diff_end = out.index("Updating (organization/gke-inference-workloads/prod-gemma-3-1b)")
+    assert out.index("+++") < diff_end  # the diff comes first, then the deployment
+    code, out, _ = run(capsys, "workload", "list", "--stack", "prod", "--format", "json", *offline)
+    assert json.loads(out) == ["gemma-3-1b"]
+
+
+# --------------------------------------------------------------------------- missing CLI
+
+
+def test_missing_cli_is_a_clear_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", "")
+    for argv in (
+        ("workload", "up", "--stack", "dev", "--file", EXAMPLE),  # default runner: pulumi
+        ("workload", "list", "--stack", "dev", "--runner", "pulumi"),
+        ("platform", "preview", "--stack", "dev"),
+        ("serve", "--runner", "pulumi"),
+    ):
+        code, _, err = run(capsys, *argv)
+        assert code == 2, argv
+        assert "The Pulumi CLI was not found (no `pulumi` on PATH)" in err
+        assert "https://get.pulumi.com" in err and "--runner offline" in err
+
+
+def test_missing_cli_with_a_configured_root(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("GKE_INFERENCE_PULUMI_ROOT", str(tmp_path / "nowhere"))
+    runner = PulumiRunner(AutomationSettings.from_env(REPO))
+    with pytest.raises(PulumiCLIMissingError, match="nowhere/bin/pulumi"):
+        runner.platform_outputs("dev")
+
+
+def test_sdk_file_not_found_maps_to_missing_cli(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past our own check, the SDK raises FileNotFoundError without the CLI; it is mapped too."""
+    monkeypatch.setenv("PATH", "")
+    runner = PulumiRunner(AutomationSettings.from_env(REPO))
+    monkeypatch.setattr(runner, "check_cli", lambda: None)
+    with pytest.raises(PulumiCLIMissingError) as missing:
+        runner.workload_preview("dev", load_spec(EXAMPLE))
+    assert INSTALL_HINT in str(missing.value)
+    with pytest.raises(PulumiCLIMissingError), runner._mapped_errors("dev"):
+        auto.create_or_select_stack("dev", work_dir=str(REPO))
+
+
+# --------------------------------------------------------------------------- Pulumi runner wiring
+
+
+class FakeStack:
+    """Stands in for auto.Stack: records what the runner asks of the engine."""
+
+    def __init__(self, name: str, calls: list[tuple[str, Any]]) -> None:
+        self.name = name
+        self.calls = calls
+        self.workspace = self
+
+    def set_config(self, key: str, value: auto.ConfigValue, path: bool = False) -> None:
+        self.calls.append(("set_config", (key, value.value)))
+
+    def up(self, **kwargs: Any) -> auto.UpResult:
+        self.calls.append(("up", kwargs))
+        kwargs["on_output"]("Updating (fake)")
+        summary = auto.UpdateSummary(
+            "update", None, "", {}, {}, "succeeded", resource_changes={auto.OpType.CREATE: 3}
+        )  # type: ignore[arg-type]
+        outputs = {
+            "url": auto.OutputValue("http://x", False),
+            "token": auto.OutputValue("s3cr3t", True),
+        }
+        return auto.UpResult("", "", summary, outputs)
+
+    def preview(self, **kwargs: Any) -> auto.PreviewResult:
+        self.calls.append(("preview", kwargs))
+        return auto.PreviewResult("", "", {auto.OpType.SAME: 2})
+
+    def destroy(self, **kwargs: Any) -> auto.DestroyResult:
+        self.calls.append(("destroy", kwargs))
+        summary = auto.UpdateSummary("destroy", None, "", {}, {}, "succeeded", resource_changes={})  # type: ignore[arg-type]
+        return auto.DestroyResult("", "", summary)
+
+    def remove_stack(self, name: str) -> None:
+        self.calls.append(("remove_stack", name))
+
+
+@pytest.fixture
+def wired(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> tuple[PulumiRunner, list[tuple[str, Any]]]:
+    calls: list[tuple[str, Any]] = []
+    settings = AutomationSettings(
+        project_dir=REPO,
+        backend_url=(tmp_path / "backend").as_uri(),
+        state_dir=tmp_path / "state",
+        policy_config=REPO / "policy/default-config.json",
+    )
+    runner = PulumiRunner(settings)
+    runner._command = object()  # type: ignore[assignment]  # no CLI here
+
+    def create_or_select_stack(stack_name: str, **kwargs: Any) -> FakeStack:
+        calls.append(("create_or_select_stack", {"stack_name": stack_name, **kwargs}))
+        return FakeStack(stack_name, calls)
+
+    def select_stack(stack_name: str, **kwargs: Any) -> FakeStack:
+        calls.append(("select_stack", {"stack_name": stack_name, **kwargs}))
+        if "ghost" in stack_name:
+            raise auto.StackNotFoundError(auto.CommandResult("", "no stack named 'x' found", 255))
+        return FakeStack(stack_name, calls)
+
+    monkeypatch.setattr(auto, "create_or_select_stack", create_or_select_stack)
+    monkeypatch.setattr(auto, "select_stack", select_stack)
+    return runner, calls
+
+
+def test_pulumi_runner_workload_stacks(wired: tuple[PulumiRunner, list[tuple[str, Any]]]) -> None:
+    runner, calls = wired
+    lines: list[str] = []
+    result = runner.workload_up("dev", load_spec(EXAMPLE), lines.append)
+    create = calls[0][1]
+    assert create["stack_name"] == "organization/gke-inference-workloads/dev-gemma-3-1b"
+    assert create["project_name"] == "gke-inference-workloads"
+    assert callable(create["program"])  # the inline workload program
+    opts: auto.LocalWorkspaceOptions = create["opts"]
+    assert opts.env_vars["PULUMI_BACKEND_URL"].startswith("file://")  # type: ignore[index]
+    assert opts.secrets_provider == "passphrase"
+    assert ("set_config", ("environment", "dev")) in calls
+    up = next(kwargs for name, kwargs in calls if name == "up")
+    assert up["policy_packs"] == [str(REPO / "policy")]
+    assert up["policy_pack_configs"] == [str(REPO / "policy/default-config.json")]
+    assert up["show_secrets"] is False
+    assert lines == ["Updating (fake)"]
+    assert result.outputs == {"url": "http://x", "token": "[secret]"}
+    assert result.changes == {"create": 3}
+
+    preview = runner.workload_preview("dev", load_spec(EXAMPLE))
+    assert preview.changes == {"same": 2}
+    assert next(k for n, k in calls if n == "preview")["policy_packs"] == [str(REPO / "policy")]
+
+    runner.workload_destroy("dev", "gemma-3-1b")
+    assert ("remove_stack", "organization/gke-inference-workloads/dev-gemma-3-1b") in calls
+    with pytest.raises(NotDeployedError):
+        runner.workload_destroy("dev", "ghost")
+
+
+def test_pulumi_runner_platform_stacks(wired: tuple[PulumiRunner, list[tuple[str, Any]]]) -> None:
+    runner, calls = wired
+    runner.platform_preview("prod")
+    create = calls[0][1]
+    assert create["stack_name"] == "organization/gke-inference/prod"
+    assert create["work_dir"] == str(REPO)  # the repository's own program
+    assert next(k for n, k in calls if n == "preview")["policy_packs"] == [str(REPO / "policy")]
+
+
+def test_engine_errors_are_mapped(wired: tuple[PulumiRunner, list[tuple[str, Any]]]) -> None:
+    runner, _ = wired
+    locked = auto.CommandResult("", "error: the stack is currently locked by 1 lock(s)", 255)
+    with pytest.raises(StackBusyError, match="busy"), runner._mapped_errors("s"):
+        raise auto.ConcurrentUpdateError(locked)
+    policy_output = (
+        "Policies:\n"
+        "    ❌ gke-inference-baseline@v0.1.0 (local: policy)\n"
+        "        - [mandatory]  k8s-image-tag-pinned  (kubernetes:apps/v1:Deployment: gemma)\n"
+        "          Deployment gemma: container server image x:latest uses :latest\n"
+    )
+    with pytest.raises(PolicyViolationError) as rejected, runner._mapped_errors("s"):
+        raise auto.CommandError(auto.CommandResult(policy_output, "", 255))
+    assert rejected.value.violations[0]["policy"] == "k8s-image-tag-pinned"
+    assert "uses :latest" in rejected.value.violations[0]["message"]
+    assert policy_violations_from_output("no policy here") == []
+
+
+def test_one_operation_per_stack_in_process(tmp_path: Path) -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    def slow(operation: str, stack: str) -> None:
+        entered.set()
+        assert release.wait(30)
+
+    settings = AutomationSettings(REPO, (tmp_path / "b").as_uri(), tmp_path / "s")
+    runner = OfflineRunner(settings, delay=slow)
+    spec = load_spec(EXAMPLE)
+    worker = threading.Thread(target=runner.workload_up, args=("dev", spec))
+    worker.start()
+    assert entered.wait(30)
+    with pytest.raises(StackBusyError, match="dev-gemma-3-1b is busy"):
+        runner.workload_preview("dev", spec)
+    runner.delay = None
+    runner.workload_preview("prod", spec)  # another stack is free
+    release.set()
+    worker.join(30)
+    assert runner.list_workloads("dev") == ["gemma-3-1b"]
+
+
+def test_workload_names_respect_longer_environment_names(tmp_path: Path) -> None:
+    for env in ("prod", "prod-eu"):
+        (tmp_path / f"Pulumi.{env}.yaml").write_text("config: {}\n", encoding="utf-8")
+    settings = AutomationSettings(tmp_path, (tmp_path / "b").as_uri(), tmp_path / "s")
+    runner = OfflineRunner(settings)
+    stacks = ["organization/gke-inference-workloads/prod-a", "prod-eu-b", "dev-c"]
+    assert runner._workload_names("prod", stacks) == ["a"]
+    assert runner._workload_names("prod-eu", stacks) == ["b"]
+
+
+def test_settings_from_the_environment(tmp_path: Path) -> None:
+    settings = AutomationSettings.from_env(
+        REPO,
+        {
+            "XDG_STATE_HOME": str(tmp_path),
+            "PULUMI_SECRETS_PROVIDER": "gcpkms://projects/p/locations/l/keyRings/r/cryptoKeys/k",
+            "GKE_INFERENCE_ORGANIZATION": "acme",
+        },
+    )
+    assert settings.backend_url == (tmp_path / "gke-inference" / "pulumi-backend").as_uri()
+    assert settings.secrets_provider.startswith("gcpkms://")
+    assert settings.organization == "acme"
+    assert settings.environments() == ["dev", "prod"]
+    gcs = AutomationSettings.from_env(REPO, {"PULUMI_BACKEND_URL": "gs://team-state"})
+    assert gcs.backend_url == "gs://team-state"
+    assert PulumiRunner(settings).workload_stack("dev", "a") == "acme/gke-inference-workloads/dev-a"
+
+
+# --------------------------------------------------------------------------- serve
+
+
+def test_serve_refuses_without_a_token(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GKE_INFERENCE_API_TOKEN", raising=False)
+    code, _, err = run(capsys, "serve", "--runner", "offline")
+    assert code == 2 and "GKE_INFERENCE_API_TOKEN" in err
+
+
+def test_serve_end_to_end(tmp_path: Path) -> None:
+    """The real entry point: `gke-inference serve` in its own process, stopped by PID."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    token = "e2e-token-abcdef0123456789"
+    env = {
+        **os.environ,
+        "GKE_INFERENCE_API_TOKEN": token,
+        "XDG_STATE_HOME": str(tmp_path / "xdg"),
+        "PYTHONUNBUFFERED": "1",
+    }
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gke_inference",
+                "serve",
+                "--runner",
+                "offline",
+                "--port",
+                str(port),
+            ]
+            if (REPO / "gke_inference/__main__.py").exists()
+            else [str(Path(sys.executable).parent / "gke-inference"), "serve", "--port", str(port)],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        auth = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if http.get("/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert server.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+            spec = yaml.safe_load(Path(EXAMPLE).read_text(encoding="utf-8"))
+            accepted = http.post("/v1/environments/dev/workloads", json=spec, headers=auth)
+            assert accepted.status_code == 202
+            operation = accepted.json()["operation"]
+            while (doc := http.get(f"/v1/operations/{operation}", headers=auth).json())[
+                "status"
+            ] not in ("succeeded", "failed"):
+                assert time.monotonic() < deadline + 60
+                time.sleep(0.1)
+            assert doc["status"] == "succeeded", doc
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    output = log.read_text()
+    assert "gke-inference service on http://127.0.0.1" in output
+    assert token not in output
+    assert (tmp_path / "xdg" / "gke-inference" / "service.db").exists()
