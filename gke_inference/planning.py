@@ -56,10 +56,12 @@ def plan_workload(
     overrides: list[str] | None = None,
     organization: str = "organization",
     project_dir: Path | None = None,
+    platform: Plan | None = None,
 ) -> Plan:
     """Plan a workload stack offline on top of the platform plan of ``stack``.
 
-    The platform stack is planned first; its outputs feed the mocked
+    The platform stack is planned first (or ``platform`` is reused, when many
+    workloads are planned against one environment); its outputs feed the mocked
     StackReference exactly as the real platform stack's outputs would.
     """
     from gke_inference.workloads.platform_ref import (
@@ -76,7 +78,8 @@ def plan_workload(
     spec = load_spec(spec_file)
     if spec.kind != "comfyui":
         size(spec)  # a spec that cannot fit fails before anything is planned
-    platform = plan_platform(stack, overrides, project_dir)
+    if platform is None:
+        platform = plan_platform(stack, overrides, project_dir)
     reference = platform_stack_name(organization, stack)
     mocks = PlanMocks(
         str(platform.outputs.get("projectId")),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import pulumi
@@ -26,52 +27,54 @@ class PlatformRef:
         self.reference = pulumi.StackReference(platform_stack_name(organization, environment))
 
     def _str(self, key: str) -> pulumi.Output[str]:
+        # Each property is read once and cached: every Output over the reference
+        # is a task the runtime waits on, and workloads read these many times.
         return self.reference.require_output(key).apply(str)
 
-    @property
+    @functools.cached_property
     def project_id(self) -> pulumi.Output[str]:
         return self._str("projectId")
 
-    @property
+    @functools.cached_property
     def region(self) -> pulumi.Output[str]:
         return self._str("region")
 
-    @property
+    @functools.cached_property
     def cluster_name(self) -> pulumi.Output[str]:
         return self._str("clusterName")
 
-    @property
+    @functools.cached_property
     def kubeconfig(self) -> pulumi.Output[str]:
         return pulumi.Output.secret(self._str("kubeconfig"))
 
-    @property
+    @functools.cached_property
     def workload_namespace(self) -> pulumi.Output[str]:
         return self._str("workloadNamespace")
 
-    @property
+    @functools.cached_property
     def model_bucket(self) -> pulumi.Output[str]:
         return self._str("modelBucket")
 
-    @property
+    @functools.cached_property
     def artifact_registry(self) -> pulumi.Output[str]:
         return self._str("artifactRegistry")
 
-    @property
+    @functools.cached_property
     def gateway_name(self) -> pulumi.Output[str]:
         return self._str("gatewayName")
 
-    @property
+    @functools.cached_property
     def gateway_namespace(self) -> pulumi.Output[str]:
         return self._str("gatewayNamespace")
 
-    @property
+    @functools.cached_property
     def gateway_exposure(self) -> pulumi.Output[str]:
         return self.reference.get_output("gatewayExposure").apply(lambda v: str(v or "internal"))
 
-    @property
+    @functools.cached_property
     def compute_classes(self) -> pulumi.Output[dict[str, Any]]:
         return self.reference.require_output("computeClasses").apply(lambda v: dict(v or {}))
 
-    @property
+    @functools.cached_property
     def mode(self) -> pulumi.Output[str]:
         return self._str("mode")
