@@ -53,6 +53,7 @@ _MACHINE_TYPE = describe_pattern(
     r"^[a-z0-9]+-[a-z0-9-]+$", "a Compute Engine machine type such as n4-standard-4"
 )
 
+
 def _cidr_text(value: Any) -> Any:
     # ipaddress also turns integers and booleans into networks (True -> 0.0.0.1/32);
     # in a config file those are always mistakes.
