@@ -8,6 +8,7 @@ use the path syntax of ``pulumi config set --path``.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import re
 from pathlib import Path
@@ -20,9 +21,22 @@ from gke_inference.errors import Problem, SettingsError
 _PATH_TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        stat = path.stat()
+    except FileNotFoundError:
+        raise SettingsError(f"Cannot read {path}", [Problem(str(path), "file not found")]) from None
+    return copy.deepcopy(_load_yaml(path.resolve(), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=64)
+def _load_yaml(path: Path, mtime_ns: int, size: int) -> dict[str, Any]:
+    """Parse once per file version (the key includes mtime and size)."""
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader) or {}  # noqa: S506
     except FileNotFoundError:
         raise SettingsError(f"Cannot read {path}", [Problem(str(path), "file not found")]) from None
     except yaml.YAMLError as exc:
