@@ -14,7 +14,7 @@ import gc
 import hashlib
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -285,7 +285,7 @@ def _freeze_heap_once() -> None:
 
 
 def run_offline(
-    program: Callable[[], None],
+    program: Callable[[], Awaitable[None] | None],
     *,
     project: str,
     stack: str,

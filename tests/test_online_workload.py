@@ -195,3 +195,19 @@ def test_workload_json_keeps_the_plan_contract(capsys: pytest.CaptureFixture[str
     assert doc["policy"]["violations"] == [] or all(
         v["level"] == "advisory" for v in doc["policy"]["violations"]
     )
+
+
+def test_missing_platform_outputs_stop_before_any_workload_resource() -> None:
+    from gke_inference.offline import PlanMocks, RecordingMonitor, run_offline
+    from gke_inference.workloads.program import workload_program
+    from gke_inference.workloads.spec import load_spec
+
+    spec = load_spec(EXAMPLES / "gemma-3-1b-l4.yaml")
+    monitor = RecordingMonitor(PlanMocks("acme-inference-dev", stack_outputs={}))
+    with pytest.raises(SpecError) as info:
+        run_offline(workload_program(spec, "dev", "organization"), project="gke-inference-workloads",
+                    stack="dev-gemma-3-1b", config={}, monitor=monitor)  # fmt: skip
+    assert "deploy (or upgrade) the platform stack" in str(info.value)
+    assert {r.type for r in monitor.records.values()} <= {
+        "pulumi:pulumi:Stack", "pulumi:pulumi:StackReference",
+    }  # fmt: skip

@@ -54,12 +54,8 @@ OUTPUT_DIR = "/data/output"
 EXIT_CONFIG = 2  # worker/README.md: configuration error, the same for every index
 
 
-def worker_image(platform: PlatformRef, override: str | None) -> pulumi.Output[str]:
-    if override:
-        return pulumi.Output.from_input(override)
-    return pulumi.Output.concat(
-        platform.artifact_registry, "/", WORKER_IMAGE_NAME, ":", WORKER_IMAGE_TAG
-    )
+def worker_image(platform: PlatformRef, override: str | None) -> str:
+    return override or f"{platform.artifact_registry}/{WORKER_IMAGE_NAME}:{WORKER_IMAGE_TAG}"
 
 
 def split_gcs(uri: str) -> tuple[str, str]:

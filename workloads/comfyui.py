@@ -129,7 +129,7 @@ class ComfyUI(pulumi.ComponentResource):
             raise ValueError(f"{spec.name}: kind 'comfyui' needs the comfyui section")
         acc = spec.accelerator_info
         class_name = compute_class(spec)
-        platform.compute_classes.apply(lambda classes: require_enabled(spec, class_name, classes))
+        require_enabled(spec, class_name, platform.compute_classes)
         workload, environment = spec.name, platform.environment
         namespace = platform.workload_namespace
         k8s_opts = child_options(self, opts)
@@ -140,11 +140,9 @@ class ComfyUI(pulumi.ComponentResource):
         def bucket(suffix: str) -> storage.Bucket:
             return storage.Bucket(
                 f"{name}-{suffix}",
-                name=platform.project_id.apply(
-                    lambda project: bucket_name(project, environment, workload, suffix)
-                ),
+                name=bucket_name(platform.project_id, environment, workload, suffix),
                 project=platform.project_id,
-                location=platform.region.apply(str.upper),
+                location=platform.region.upper(),
                 storage_class="STANDARD",
                 uniform_bucket_level_access=True,
                 public_access_prevention="enforced",
@@ -348,15 +346,13 @@ class ComfyUI(pulumi.ComponentResource):
             },
             opts=k8s_opts,
         )
-        iap = platform.gateway_exposure.apply(lambda exposure: exposure == "external")
+        iap = platform.gateway_exposure == "external"
         k8s.apiextensions.CustomResource(
             f"{name}-backend-policy",
             api_version="networking.gke.io/v1",
             kind="GCPBackendPolicy",
             metadata=ObjectMetaArgs(name=workload, namespace=namespace, labels=labels),
-            spec=iap.apply(
-                lambda on: backend_policy_spec("Service", workload, BACKEND_TIMEOUT_SECONDS, on)
-            ),
+            spec=backend_policy_spec("Service", workload, BACKEND_TIMEOUT_SECONDS, iap),
             opts=k8s_opts,
         )
         k8s.apiextensions.CustomResource(

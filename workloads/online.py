@@ -258,16 +258,14 @@ class OnlineInference(pulumi.ComponentResource):
             },
             opts=k8s_opts,
         )
-        iap = platform.gateway_exposure.apply(lambda exposure: exposure == "external")
+        iap = platform.gateway_exposure == "external"
         k8s.apiextensions.CustomResource(
             f"{name}-backend-policy",
             api_version="networking.gke.io/v1",
             kind="GCPBackendPolicy",
             metadata=ObjectMetaArgs(name=workload, namespace=namespace, labels=labels),
-            spec=iap.apply(
-                lambda on: backend_policy_spec(
-                    target_kind, str(backend["name"]), BACKEND_TIMEOUT_SECONDS, on
-                )
+            spec=backend_policy_spec(
+                target_kind, str(backend["name"]), BACKEND_TIMEOUT_SECONDS, iap
             ),
             opts=k8s_opts,
         )

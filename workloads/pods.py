@@ -63,12 +63,10 @@ def labels_for(name: str, kind: str) -> dict[str, str]:
     }
 
 
-def remote_image(platform: PlatformRef, image: str) -> pulumi.Output[str]:
+def remote_image(platform: PlatformRef, image: str) -> str:
     """``repo/name:tag`` on Docker Hub -> the same image via the registry's remote."""
-    remotes = platform.reference.get_output("artifactRegistryRemotes")
-    return remotes.apply(
-        lambda r: f"{r['docker-hub']}/{image}" if r and "docker-hub" in r else f"docker.io/{image}"
-    )
+    remote = platform.artifact_registry_remotes.get("docker-hub")
+    return f"{remote}/{image}" if remote else f"docker.io/{image}"
 
 
 def fuse_annotations() -> dict[str, str]:

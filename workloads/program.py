@@ -8,12 +8,12 @@ never touches the cluster's own resources: it only holds what it creates.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
-from gke_inference.workloads.platform_ref import PlatformRef
+from gke_inference.workloads.platform_ref import PlatformRef, read_platform
 from gke_inference.workloads.sizing import Sizing, size
 from gke_inference.workloads.spec import WorkloadSpec
 
@@ -68,16 +68,16 @@ def build_workload(
     return ComfyUI(spec.name, ComfyUIArgs(spec, platform), opts)
 
 
-def workload_program(spec: WorkloadSpec, environment: str, organization: str) -> Callable[[], None]:
+def workload_program(
+    spec: WorkloadSpec, environment: str, organization: str
+) -> Callable[[], Awaitable[None]]:
     """An inline program (for the Automation API and the offline plan)."""
 
-    def program() -> None:
+    async def program() -> None:
         sizing = size(spec) if spec.kind != "comfyui" else None  # errors before any resource
-        platform = PlatformRef(organization, environment)
+        platform = await read_platform(organization, environment)
         if sizing is not None:
-            platform.compute_classes.apply(
-                lambda classes: require_compute_class(spec, sizing, classes)
-            )
+            require_compute_class(spec, sizing, platform.compute_classes)
         provider = k8s.Provider(
             "platform-cluster",
             kubeconfig=platform.kubeconfig,
