@@ -141,6 +141,17 @@ def main() -> None:
         print(
             f"{count:>2} workload plans: {total * 1000:.0f} ms total, {total / count * 1000:.1f} ms each (target < 50 ms)"
         )
+    workload = plan_workload("dev", example, project_dir=REPO, platform=platform)
+    floor, _ = timed(
+        lambda: run_offline(
+            floor_program(workload), project=workload.project, stack=workload.stack, config={}
+        ),
+        args.repeat,
+    )
+    print(
+        f"SDK floor of one workload plan ({len(workload.resources)} resources, trivial inputs): "
+        f"{floor * 1000:.1f} ms"
+    )
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak memory (max RSS): {peak_mib:.0f} MiB")
 

@@ -198,9 +198,10 @@ def test_workload_json_keeps_the_plan_contract(capsys: pytest.CaptureFixture[str
 
 
 def test_missing_platform_outputs_stop_before_any_workload_resource() -> None:
-    from gke_inference.offline import PlanMocks, RecordingMonitor, run_offline
     from gke_inference.workloads.program import workload_program
     from gke_inference.workloads.spec import load_spec
+
+    from gke_inference.offline import PlanMocks, RecordingMonitor, run_offline
 
     spec = load_spec(EXAMPLES / "gemma-3-1b-l4.yaml")
     monitor = RecordingMonitor(PlanMocks("acme-inference-dev", stack_outputs={}))

@@ -35,6 +35,8 @@ _GCS_PREFIX = describe_pattern(
     r"^gs://[a-z0-9][a-z0-9._-]{1,61}[a-z0-9](/[^\s]*)?$", "a gs://bucket/prefix path"
 )
 
+_YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C parser when present
+
 Precision = Literal["bf16", "fp16", "fp8", "int8", "int4"]
 QuantizationMethod = Literal["fp8", "awq", "gptq", "compressed-tensors", "bitsandbytes"]
 
@@ -219,7 +221,7 @@ def load_spec(path: str | Path) -> WorkloadSpec:
             f"Cannot read workload spec {file}", [Problem(str(file), exc.strerror or str(exc))]
         ) from None
     try:
-        data = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
+        data = json.loads(text) if file.suffix == ".json" else yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
         raise SpecError(
             f"Cannot parse workload spec {file}", [Problem(str(file), str(exc))]
