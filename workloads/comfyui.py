@@ -26,7 +26,6 @@ import pulumi_kubernetes as k8s
 import yaml
 from gke_inference.inference import catalog
 from gke_inference.inference.compute_classes import COMPUTE_CLASS_LABEL, COST_OPTIMIZED_SUFFIX
-from gke_inference.inference.gateway import backend_policy_spec
 from gke_inference.workloads.batch import data_volume
 from gke_inference.workloads.platform_ref import PlatformRef
 from gke_inference.workloads.pods import (
@@ -36,6 +35,7 @@ from gke_inference.workloads.pods import (
     scratch_volumes,
     service_account_with_bucket_access,
 )
+from gke_inference.workloads.routing import expose_on_gateway
 from gke_inference.workloads.spec import WorkloadSpec
 from gke_inference.workloads.streaming import gcp_labels
 from pulumi_gcp import storage
@@ -315,67 +315,18 @@ class ComfyUI(pulumi.ComponentResource):
         k8s_opts: pulumi.ResourceOptions,
     ) -> None:
         """HTTPRoute on the gateway, IAP on external gateways, health checks on ``/``."""
-        workload, namespace = spec.name, platform.workload_namespace
+        workload = spec.name
         prefix = spec.routing.path_prefix or f"/{workload}"
-        k8s.apiextensions.CustomResource(
-            f"{name}-route",
-            api_version="gateway.networking.k8s.io/v1",
-            kind="HTTPRoute",
-            metadata=ObjectMetaArgs(name=workload, namespace=namespace, labels=labels),
-            spec={
-                "parentRefs": [
-                    {"name": platform.gateway_name, "namespace": platform.gateway_namespace}
-                ],
-                "rules": [
-                    {
-                        "matches": [{"path": {"type": "PathPrefix", "value": prefix}}],
-                        "filters": [
-                            {
-                                "type": "URLRewrite",
-                                "urlRewrite": {
-                                    "path": {
-                                        "type": "ReplacePrefixMatch",
-                                        "replacePrefixMatch": "/",
-                                    }
-                                },
-                            }
-                        ],
-                        "backendRefs": [{"name": workload, "port": port}],
-                    }
-                ],
-            },
+        expose_on_gateway(
+            name,
+            workload,
+            platform,
+            labels,
+            prefix=prefix,
+            backend_kind="Service",
+            backend_name=workload,
+            port=port,
+            health_path="/",
             opts=k8s_opts,
-        )
-        iap = platform.gateway_exposure == "external"
-        k8s.apiextensions.CustomResource(
-            f"{name}-backend-policy",
-            api_version="networking.gke.io/v1",
-            kind="GCPBackendPolicy",
-            metadata=ObjectMetaArgs(name=workload, namespace=namespace, labels=labels),
-            spec=backend_policy_spec("Service", workload, BACKEND_TIMEOUT_SECONDS, iap),
-            opts=k8s_opts,
-        )
-        k8s.apiextensions.CustomResource(
-            f"{name}-health-check",
-            api_version="networking.gke.io/v1",
-            kind="HealthCheckPolicy",
-            metadata=ObjectMetaArgs(name=workload, namespace=namespace, labels=labels),
-            spec={
-                "default": {
-                    "checkIntervalSec": 15,
-                    "timeoutSec": 5,
-                    "healthyThreshold": 1,
-                    "unhealthyThreshold": 3,
-                    "config": {
-                        "type": "HTTP",
-                        "httpHealthCheck": {
-                            "portSpecification": "USE_FIXED_PORT",
-                            "port": port,
-                            "requestPath": "/",
-                        },
-                    },
-                },
-                "targetRef": {"group": "", "kind": "Service", "name": workload},
-            },
-            opts=k8s_opts,
+            timeout_seconds=BACKEND_TIMEOUT_SECONDS,
         )

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
-from gke_inference.inference.gateway import backend_policy_spec
 from gke_inference.workloads.platform_ref import PlatformRef
 from gke_inference.workloads.pods import (
     SERVER_PORT,
@@ -23,6 +22,7 @@ from gke_inference.workloads.pods import (
     service_account_with_bucket_access,
     vllm_container,
 )
+from gke_inference.workloads.routing import expose_on_gateway
 from gke_inference.workloads.sizing import Sizing
 from gke_inference.workloads.spec import WorkloadSpec
 from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
@@ -37,7 +37,6 @@ HPA_METRICS: dict[str, tuple[str, float]] = {
     "requests-per-second": ("prometheus.googleapis.com|vllm:request_success_total|counter", 5),
     "running-requests": ("prometheus.googleapis.com|vllm:num_requests_running|gauge", 32),
 }
-BACKEND_TIMEOUT_SECONDS = 3600  # long enough for streamed completions
 
 
 def quantity(value: float) -> str:
@@ -222,75 +221,18 @@ class OnlineInference(pulumi.ComponentResource):
             from gke_inference.workloads.inference_pool import InferencePoolRouting
 
             pool = InferencePoolRouting(name, workload, namespace, selector, labels, k8s_opts)
-            backend: dict[str, object] = {
-                "group": "inference.networking.k8s.io", "kind": "InferencePool", "name": pool.pool_name,
-            }  # fmt: skip
-            target_kind = "InferencePool"
+            target_kind, backend_name = "InferencePool", pool.pool_name
         else:
-            backend = {"name": workload, "port": SERVER_PORT}
-            target_kind = "Service"
-        k8s.apiextensions.CustomResource(
-            f"{name}-route",
-            api_version="gateway.networking.k8s.io/v1",
-            kind="HTTPRoute",
-            metadata=ObjectMetaArgs(name=workload, namespace=namespace, labels=labels),
-            spec={
-                "parentRefs": [
-                    {"name": platform.gateway_name, "namespace": platform.gateway_namespace}
-                ],
-                "rules": [
-                    {
-                        "matches": [{"path": {"type": "PathPrefix", "value": prefix}}],
-                        "filters": [
-                            {
-                                "type": "URLRewrite",
-                                "urlRewrite": {
-                                    "path": {
-                                        "type": "ReplacePrefixMatch",
-                                        "replacePrefixMatch": "/",
-                                    }
-                                },
-                            }
-                        ],
-                        "backendRefs": [backend],
-                    }
-                ],
-            },
-            opts=k8s_opts,
-        )
-        iap = platform.gateway_exposure == "external"
-        k8s.apiextensions.CustomResource(
-            f"{name}-backend-policy",
-            api_version="networking.gke.io/v1",
-            kind="GCPBackendPolicy",
-            metadata=ObjectMetaArgs(name=workload, namespace=namespace, labels=labels),
-            spec=backend_policy_spec(
-                target_kind, str(backend["name"]), BACKEND_TIMEOUT_SECONDS, iap
-            ),
-            opts=k8s_opts,
-        )
-        group = "inference.networking.k8s.io" if target_kind == "InferencePool" else ""
-        k8s.apiextensions.CustomResource(
-            f"{name}-health-check",
-            api_version="networking.gke.io/v1",
-            kind="HealthCheckPolicy",
-            metadata=ObjectMetaArgs(name=workload, namespace=namespace, labels=labels),
-            spec={
-                "default": {
-                    "checkIntervalSec": 15,
-                    "timeoutSec": 5,
-                    "healthyThreshold": 1,
-                    "unhealthyThreshold": 3,
-                    "config": {
-                        "type": "HTTP",
-                        "httpHealthCheck": {
-                            "portSpecification": "USE_FIXED_PORT",
-                            "port": SERVER_PORT,
-                            "requestPath": "/health",
-                        },
-                    },
-                },
-                "targetRef": {"group": group, "kind": target_kind, "name": str(backend["name"])},
-            },
+            target_kind, backend_name = "Service", workload
+        expose_on_gateway(
+            name,
+            workload,
+            platform,
+            labels,
+            prefix=prefix,
+            backend_kind=target_kind,
+            backend_name=backend_name,
+            port=SERVER_PORT,
+            health_path="/health",
             opts=k8s_opts,
         )

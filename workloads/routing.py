@@ -1,0 +1,99 @@
+"""Putting a workload behind the environment's gateway: one place for every kind.
+
+An HTTPRoute under ``/<prefix>`` (rewritten to ``/`` for the backend), a
+GCPBackendPolicy with timeouts long enough for streamed tokens (and IAP when
+the gateway is external), and a HealthCheckPolicy on the backend's own health
+path instead of the load balancer's default ``/`` on the serving port.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+from gke_inference.inference.gateway import backend_policy_spec
+from gke_inference.workloads.platform_ref import PlatformRef
+from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
+
+BACKEND_TIMEOUT_SECONDS = 3600  # long enough for streamed completions
+POOL_GROUP = "inference.networking.k8s.io"
+
+
+def expose_on_gateway(
+    name: str,
+    workload: str,
+    platform: PlatformRef,
+    labels: dict[str, str],
+    *,
+    prefix: str,
+    backend_kind: str,  # "Service" or "InferencePool"
+    backend_name: str,
+    port: int,
+    health_path: str,
+    opts: pulumi.ResourceOptions,
+    timeout_seconds: int = BACKEND_TIMEOUT_SECONDS,
+) -> None:
+    namespace = platform.workload_namespace
+    group = POOL_GROUP if backend_kind == "InferencePool" else ""
+    backend: dict[str, object] = {"name": backend_name}
+    if backend_kind == "InferencePool":
+        backend.update({"group": group, "kind": backend_kind})
+    else:
+        backend["port"] = port
+    metadata = ObjectMetaArgs(name=workload, namespace=namespace, labels=labels)
+    rewrite = {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}}
+    k8s.apiextensions.CustomResource(
+        f"{name}-route",
+        api_version="gateway.networking.k8s.io/v1",
+        kind="HTTPRoute",
+        metadata=metadata,
+        spec={
+            "parentRefs": [
+                {"name": platform.gateway_name, "namespace": platform.gateway_namespace}
+            ],
+            "rules": [
+                {
+                    "matches": [{"path": {"type": "PathPrefix", "value": prefix}}],
+                    "filters": [{"type": "URLRewrite", "urlRewrite": rewrite}],
+                    "backendRefs": [backend],
+                }
+            ],
+        },
+        opts=opts,
+    )
+    k8s.apiextensions.CustomResource(
+        f"{name}-backend-policy",
+        api_version="networking.gke.io/v1",
+        kind="GCPBackendPolicy",
+        metadata=metadata,
+        spec=backend_policy_spec(
+            backend_kind,
+            backend_name,
+            timeout_seconds,
+            iap=platform.gateway_exposure == "external",
+        ),
+        opts=opts,
+    )
+    k8s.apiextensions.CustomResource(
+        f"{name}-health-check",
+        api_version="networking.gke.io/v1",
+        kind="HealthCheckPolicy",
+        metadata=metadata,
+        spec={
+            "default": {
+                "checkIntervalSec": 15,
+                "timeoutSec": 5,
+                "healthyThreshold": 1,
+                "unhealthyThreshold": 3,
+                "config": {
+                    "type": "HTTP",
+                    "httpHealthCheck": {
+                        "portSpecification": "USE_FIXED_PORT",
+                        "port": port,
+                        "requestPath": health_path,
+                    },
+                },
+            },
+            "targetRef": {"group": group, "kind": backend_kind, "name": backend_name},
+        },
+        opts=opts,
+    )
