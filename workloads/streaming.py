@@ -208,48 +208,38 @@ class StreamingInference(pulumi.ComponentResource):
             "serviceAccount:service-", number, "@gcp-sa-pubsub.iam.gserviceaccount.com"
         )
         iam_opts = pulumi.ResourceOptions(parent=self)
+        # Exactly these grants, each on one topic or subscription; the service
+        # agent's pair is what dead-lettering needs (it forwards from the
+        # subscription to the dead-letter topic).
+        topic_grants = [
+            ("worker-publisher-output", output_topic, worker),
+            ("worker-publisher-dead-letter", dead_letter_topic, worker),
+            ("service-agent-publisher-dead-letter", dead_letter_topic, service_agent),
+        ]
+        subscription_grants = [
+            ("worker-subscriber", worker),
+            ("service-agent-subscriber", service_agent),
+        ]
         grants: list[pulumi.Resource] = [
+            pubsub.TopicIAMMember(
+                f"{name}-{suffix}",
+                project=project,
+                topic=topic.name,
+                role=PUBLISHER,
+                member=member,
+                opts=iam_opts,
+            )
+            for suffix, topic, member in topic_grants
+        ] + [
             pubsub.SubscriptionIAMMember(
-                f"{name}-worker-subscriber",
+                f"{name}-{suffix}",
                 project=project,
                 subscription=subscription.name,
                 role=SUBSCRIBER,
-                member=worker,
+                member=member,
                 opts=iam_opts,
-            ),
-            pubsub.TopicIAMMember(
-                f"{name}-worker-publisher-output",
-                project=project,
-                topic=output_topic.name,
-                role=PUBLISHER,
-                member=worker,
-                opts=iam_opts,
-            ),
-            pubsub.TopicIAMMember(
-                f"{name}-worker-publisher-dead-letter",
-                project=project,
-                topic=dead_letter_topic.name,
-                role=PUBLISHER,
-                member=worker,
-                opts=iam_opts,
-            ),
-            # Dead-lettering: the Pub/Sub service agent forwards from the subscription.
-            pubsub.TopicIAMMember(
-                f"{name}-service-agent-publisher-dead-letter",
-                project=project,
-                topic=dead_letter_topic.name,
-                role=PUBLISHER,
-                member=service_agent,
-                opts=iam_opts,
-            ),
-            pubsub.SubscriptionIAMMember(
-                f"{name}-service-agent-subscriber",
-                project=project,
-                subscription=subscription.name,
-                role=SUBSCRIBER,
-                member=service_agent,
-                opts=iam_opts,
-            ),
+            )
+            for suffix, member in subscription_grants
         ]
 
         # The model server: in-cluster only, autoscaled on its own queue depth.
