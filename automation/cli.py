@@ -203,6 +203,7 @@ def _promote(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
+
     from gke_inference.automation.runners import PulumiRunner
     from gke_inference.automation.service import ServiceConfigError, create_app
     from gke_inference.automation.settings import state_dir

@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from pulumi import automation as auto
+
 from gke_inference.automation.settings import AutomationSettings
 from gke_inference.workloads.platform_ref import (
     PLATFORM_PROJECT,
@@ -42,7 +44,6 @@ from gke_inference.workloads.platform_ref import (
     workload_stack_name,
 )
 from gke_inference.workloads.spec import WorkloadSpec
-from pulumi import automation as auto
 
 SECRET_MASK = "[secret]"
 OnOutput = Callable[[str], None]
@@ -610,9 +611,8 @@ class OfflineRunner(_RunnerBase):
 
     def workload_plan(self, env: str, spec: WorkloadSpec) -> Any:
         """The offline plan of ``<env>-<workload>`` on top of the platform plan of ``env``."""
-        from gke_inference.workloads.program import workload_program
-
         from gke_inference.offline import PlanMocks, run_offline
+        from gke_inference.workloads.program import workload_program
 
         platform = self.platform_plan(env)
         org = self.settings.organization

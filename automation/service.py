@@ -21,6 +21,8 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, status
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
+
 from gke_inference.automation.runners import (
     AutomationError,
     NotDeployedError,
@@ -33,8 +35,6 @@ from gke_inference.automation.store import (
     WorkloadBusyError,
     new_id,
 )
-from starlette.concurrency import run_in_threadpool
-
 from gke_inference.errors import UserInputError
 
 TOKEN_ENV = "GKE_INFERENCE_API_TOKEN"

@@ -24,10 +24,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "worker"))
 
 from fake_vllm import FakeVLLM
+from pubsub_emulator import PROJECT, PubSubAdmin, running_emulator
+
 from gke_inference_worker import jsonlog
 from gke_inference_worker.config import StreamingConfig
 from gke_inference_worker.streaming import StreamingWorker
-from pubsub_emulator import PROJECT, PubSubAdmin, running_emulator
 
 
 def run_once(admin: PubSubAdmin, fake: FakeVLLM, concurrency: int, messages: int) -> float:

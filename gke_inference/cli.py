@@ -73,10 +73,9 @@ def _write_manifests(plan: Any, directory: str) -> bool:
 
 def _run_policy(resources: Any, config_file: str | None) -> Any:
     """Run the policy pack in-process; config problems become a UserInputError (exit 2)."""
+    from gke_inference.errors import Problem
     from gke_inference.policy.config import PolicyConfigError, load_config_file
     from gke_inference.policy.engine import check_resources
-
-    from gke_inference.errors import Problem
 
     try:
         config = load_config_file(config_file) if config_file else None
@@ -89,9 +88,8 @@ def _run_policy(resources: Any, config_file: str | None) -> Any:
 
 
 def _policy_check(args: argparse.Namespace) -> int:
-    from gke_inference.policy.engine import PlanFileError, load_plan_file, render_report
-
     from gke_inference.errors import Problem
+    from gke_inference.policy.engine import PlanFileError, load_plan_file, render_report
 
     try:
         resources = load_plan_file(args.file)

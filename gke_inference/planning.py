@@ -64,6 +64,7 @@ def plan_workload(
     workloads are planned against one environment); its outputs feed the mocked
     StackReference exactly as the real platform stack's outputs would.
     """
+    from gke_inference.offline import PlanMocks
     from gke_inference.workloads.platform_ref import (
         WORKLOADS_PROJECT,
         platform_stack_name,
@@ -72,8 +73,6 @@ def plan_workload(
     from gke_inference.workloads.program import workload_program
     from gke_inference.workloads.sizing import size
     from gke_inference.workloads.spec import load_spec
-
-    from gke_inference.offline import PlanMocks
 
     spec = load_spec(spec_file)
     if spec.kind != "comfyui":

@@ -9,12 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 import pulumi
+from pulumi.runtime.config import CONFIG, get_config_env
+
 from gke_inference.inference.capacity import nap_limits
 from gke_inference.inference.platform import InferencePlatform, InferencePlatformArgs
 from gke_inference.platform.base import BasePlatform, BasePlatformArgs
 from gke_inference.platform.cluster import ResourceLimit
-from pulumi.runtime.config import CONFIG, get_config_env
-
 from gke_inference.settings import PlatformSettings, parse_settings, project_config
 
 # Generous ceilings for general-purpose node auto-provisioning; accelerator

@@ -22,10 +22,10 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import pydantic
-from gke_inference.inference import catalog
 from pydantic import Field
 
 from gke_inference.errors import Problem, SettingsError
+from gke_inference.inference import catalog
 from gke_inference.validation import StrictModel, describe_pattern, format_path, problems_from
 
 PROJECT_NAMESPACE = "gke-inference"

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
-from gke_inference.inference.catalog import CATALOG, lookup
-from gke_inference.platform.cluster import ResourceLimit, hardened_node_config
 from pulumi_gcp import container
 
 from gke_inference.components import child_options
+from gke_inference.inference.catalog import CATALOG, lookup
+from gke_inference.platform.cluster import ResourceLimit, hardened_node_config
 from gke_inference.settings import AcceleratorPool, PlatformSettings
 
 # How a pool gets capacity -> the taint that keeps other pods away from it.

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
-from gke_inference.inference.cluster_addons import GATEWAY_ACCESS_LABEL
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
 from gke_inference.components import child_options
+from gke_inference.inference.cluster_addons import GATEWAY_ACCESS_LABEL
 from gke_inference.settings import GatewaySettings
 
 GATEWAY_CLASSES = {

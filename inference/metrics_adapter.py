@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
-from gke_inference.inference.workload_identity import ksa_principal
 from pulumi_gcp import projects
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
 from gke_inference.components import child_options
+from gke_inference.inference.workload_identity import ksa_principal
 
 NAMESPACE = "custom-metrics"
 SERVICE_ACCOUNT = "custom-metrics-stackdriver-adapter"

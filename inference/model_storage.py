@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
-from gke_inference.inference.workload_identity import ksa_principal
 from pulumi_gcp import storage
 
 from gke_inference.components import child_options
+from gke_inference.inference.workload_identity import ksa_principal
 
 SECONDS_PER_DAY = 86_400
 

@@ -8,6 +8,9 @@ from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
+from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
+
+from gke_inference.components import child_options
 from gke_inference.inference.capacity import AcceleratorPools, AcceleratorPoolsArgs
 from gke_inference.inference.catalog import Accelerator, MachineShape, lookup
 from gke_inference.inference.cluster_addons import ClusterAddons, ClusterAddonsArgs
@@ -22,9 +25,6 @@ from gke_inference.inference.observability import (
 )
 from gke_inference.inference.workload_identity import project_number
 from gke_inference.platform.base import BasePlatform
-from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
-
-from gke_inference.components import child_options
 from gke_inference.settings import PlatformSettings
 
 

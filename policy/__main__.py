@@ -4,8 +4,9 @@ Only this file constructs PolicyPack (it starts the analyzer server and never
 returns); the rules live in importable modules, see pack.py.
 """
 
-from gke_inference.policy.pack import ALL_POLICIES, INITIAL_CONFIG, PACK_ENFORCEMENT, PACK_NAME
 from pulumi_policy import PolicyPack
+
+from gke_inference.policy.pack import ALL_POLICIES, INITIAL_CONFIG, PACK_ENFORCEMENT, PACK_NAME
 
 PolicyPack(
     name=PACK_NAME,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import Any
 
-from gke_inference.policy.config import schema
 from pulumi_policy import (
     EnforcementLevel,
     ReportViolation,
@@ -15,6 +14,8 @@ from pulumi_policy import (
     StackValidationArgs,
     StackValidationPolicy,
 )
+
+from gke_inference.policy.config import schema
 
 MANDATORY = EnforcementLevel.MANDATORY
 ADVISORY = EnforcementLevel.ADVISORY

@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gke_inference.policy.config import ResolvedPolicyConfig, resolve_pack_config
-from gke_inference.policy.pack import ALL_POLICIES, INITIAL_CONFIG, PACK_ENFORCEMENT, PACK_NAME
 from pulumi_policy import (
     EnforcementLevel,
     Policy,
@@ -35,6 +33,8 @@ from pulumi_policy import (
 )
 
 from gke_inference.offline import STACK_TYPE, Plan, RecordedResource
+from gke_inference.policy.config import ResolvedPolicyConfig, resolve_pack_config
+from gke_inference.policy.pack import ALL_POLICIES, INITIAL_CONFIG, PACK_ENFORCEMENT, PACK_NAME
 
 
 @dataclass(frozen=True)

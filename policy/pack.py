@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from pulumi_policy import Policy
+
 from gke_inference.policy import rules_gke, rules_kubernetes, rules_network, rules_stack
 from gke_inference.policy.config import PACK_ENFORCEMENT, PACK_NAME
-from pulumi_policy import Policy
 
 __all__ = ["ALL_POLICIES", "INITIAL_CONFIG", "PACK_ENFORCEMENT", "PACK_NAME", "policy_named"]
 

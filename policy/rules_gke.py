@@ -15,10 +15,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from pulumi_policy import ReportViolation, ResourceValidationArgs, ResourceValidationPolicy
+
 from gke_inference.policy.base import ADVISORY, resource_policy
 from gke_inference.policy.config import is_prod
 from gke_inference.policy.props import falsy, get, items, obj, truthy
-from pulumi_policy import ReportViolation, ResourceValidationArgs, ResourceValidationPolicy
 
 CLUSTER = "gcp:container/cluster:Cluster"
 NODE_POOL = "gcp:container/nodePool:NodePool"

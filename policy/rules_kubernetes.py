@@ -13,10 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pulumi_policy import ReportViolation, ResourceValidationArgs, ResourceValidationPolicy
+
 from gke_inference.policy.base import ADVISORY, resource_policy
 from gke_inference.policy.config import image_allowed, param
 from gke_inference.policy.props import get, items, number, obj, truthy
-from pulumi_policy import ReportViolation, ResourceValidationArgs, ResourceValidationPolicy
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 STATEFUL_SET = "kubernetes:apps/v1:StatefulSet"

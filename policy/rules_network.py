@@ -6,10 +6,11 @@ import json
 import re
 from typing import Any
 
+from pulumi_policy import ReportViolation, ResourceValidationArgs, ResourceValidationPolicy
+
 from gke_inference.policy.base import resource_policy
 from gke_inference.policy.config import param
 from gke_inference.policy.props import items, obj, truthy
-from pulumi_policy import ReportViolation, ResourceValidationArgs, ResourceValidationPolicy
 
 FIREWALL = "gcp:compute/firewall:Firewall"
 BUCKET = "gcp:storage/bucket:Bucket"

@@ -14,6 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pulumi_policy import (
+    PolicyResource,
+    ReportViolation,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
+
 from gke_inference.policy import vllm_metrics
 from gke_inference.policy.base import stack_policy
 from gke_inference.policy.config import param
@@ -25,12 +32,6 @@ from gke_inference.policy.rules_kubernetes import (
     containers,
     pod_specs,
     requests_accelerator,
-)
-from pulumi_policy import (
-    PolicyResource,
-    ReportViolation,
-    StackValidationArgs,
-    StackValidationPolicy,
 )
 
 HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"

@@ -17,6 +17,8 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from pulumi import automation as auto
+
 from gke_inference.automation.runners import (
     INSTALL_HINT,
     NotDeployedError,
@@ -28,10 +30,8 @@ from gke_inference.automation.runners import (
     policy_violations_from_output,
 )
 from gke_inference.automation.settings import AutomationSettings
-from gke_inference.workloads.spec import load_spec
-from pulumi import automation as auto
-
 from gke_inference.cli import main
+from gke_inference.workloads.spec import load_spec
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = str(REPO / "workloads/examples/gemma-3-1b-l4.yaml")

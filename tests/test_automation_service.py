@@ -17,6 +17,7 @@ import uvicorn
 import yaml
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+
 from gke_inference.automation.runners import OfflineRunner
 from gke_inference.automation.service import Redactor, ServiceConfigError, create_app
 from gke_inference.automation.settings import AutomationSettings

@@ -17,16 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from gke_inference.policy.engine import check_resources
-from gke_inference.workloads.sizing import size
-from gke_inference.workloads.spec import parse_spec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gke_inference.cli import main
 from gke_inference.errors import SettingsError, SpecError
 from gke_inference.planning import plan_platform, plan_workload
+from gke_inference.policy.engine import check_resources
 from gke_inference.settings import parse_settings
+from gke_inference.workloads.sizing import size
+from gke_inference.workloads.spec import parse_spec
 
 REPO = Path(__file__).resolve().parents[1]
 BUDGET = int(os.environ.get("GKE_INFERENCE_FUZZ_EXAMPLES", "0"))

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from gke_inference.inference import catalog
-from gke_inference.inference.compute_classes import COST_OPTIMIZED_CHAIN, DEFAULT_CHAIN
 
 from gke_inference.errors import SettingsError
+from gke_inference.inference import catalog
+from gke_inference.inference.compute_classes import COST_OPTIMIZED_CHAIN, DEFAULT_CHAIN
 from gke_inference.offline import SECRET_MASK, Plan
 from gke_inference.settings import parse_settings
 

@@ -6,13 +6,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gke_inference.policy.engine import check_resources
 
 from gke_inference.cli import main
 from gke_inference.errors import SpecError
 from gke_inference.manifests import kubernetes_objects, validate_manifests
 from gke_inference.offline import Plan
 from gke_inference.planning import plan_workload
+from gke_inference.policy.engine import check_resources
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "workloads" / "examples"
@@ -198,10 +198,9 @@ def test_workload_json_keeps_the_plan_contract(capsys: pytest.CaptureFixture[str
 
 
 def test_missing_platform_outputs_stop_before_any_workload_resource() -> None:
+    from gke_inference.offline import PlanMocks, RecordingMonitor, run_offline
     from gke_inference.workloads.program import workload_program
     from gke_inference.workloads.spec import load_spec
-
-    from gke_inference.offline import PlanMocks, RecordingMonitor, run_offline
 
     spec = load_spec(EXAMPLES / "gemma-3-1b-l4.yaml")
     monitor = RecordingMonitor(PlanMocks("acme-inference-dev", stack_outputs={}))

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from gke_inference.policy.engine import PolicyReport, check_resources
-from gke_inference.policy.pack import policy_named
 
 from gke_inference.offline import Plan, RecordedResource
+from gke_inference.policy.engine import PolicyReport, check_resources
+from gke_inference.policy.pack import policy_named
 
 CLUSTER = "gcp:container/cluster:Cluster"
 NODE_POOL = "gcp:container/nodePool:NodePool"

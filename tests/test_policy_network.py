@@ -13,11 +13,11 @@ from typing import Any
 
 import pulumi
 import pytest
-from gke_inference.policy.engine import PolicyReport, check_resources
-from gke_inference.policy.pack import policy_named
 from pulumi_gcp import compute, storage
 
 from gke_inference.offline import Plan, RecordedResource, run_offline
+from gke_inference.policy.engine import PolicyReport, check_resources
+from gke_inference.policy.pack import policy_named
 
 
 def run(resources: list[RecordedResource], name: str, config: Any = None) -> PolicyReport:

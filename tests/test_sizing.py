@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gke_inference.workloads.sizing import GIB, size
-from gke_inference.workloads.spec import parse_spec
 
 from gke_inference.cli import main
 from gke_inference.errors import SpecError
+from gke_inference.workloads.sizing import GIB, size
+from gke_inference.workloads.spec import parse_spec
 
 
 def spec(**overrides: Any) -> Any:

@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 import yaml
-from gke_inference.policy.engine import check_plan
-from gke_inference.workloads.sizing import size
-from gke_inference.workloads.spec import load_spec
 
 from gke_inference.manifests import kubernetes_objects, validate_manifests
 from gke_inference.offline import FAKE_PROJECT_NUMBER, Plan, RecordedResource
 from gke_inference.planning import plan_workload
+from gke_inference.policy.engine import check_plan
+from gke_inference.workloads.sizing import size
+from gke_inference.workloads.spec import load_spec
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "workloads" / "examples"

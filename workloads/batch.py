@@ -15,6 +15,16 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
+from pulumi_kubernetes.core.v1 import (
+    ContainerArgs,
+    EnvVarArgs,
+    ResourceRequirementsArgs,
+    VolumeArgs,
+    VolumeMountArgs,
+)
+from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
+
+from gke_inference.components import child_options
 from gke_inference.workloads.platform_ref import PlatformRef
 from gke_inference.workloads.pods import (
     SERVER_PORT,
@@ -33,16 +43,6 @@ from gke_inference.workloads.pods import (
 )
 from gke_inference.workloads.sizing import Sizing, startup_seconds
 from gke_inference.workloads.spec import WorkloadSpec
-from pulumi_kubernetes.core.v1 import (
-    ContainerArgs,
-    EnvVarArgs,
-    ResourceRequirementsArgs,
-    VolumeArgs,
-    VolumeMountArgs,
-)
-from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
-
-from gke_inference.components import child_options
 
 # The gke-inference-worker image (worker/), pushed to the platform's Artifact
 # Registry by worker/cloudbuild.yaml; its version is worker/pyproject.toml's.

@@ -24,20 +24,6 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 import yaml
-from gke_inference.inference import catalog
-from gke_inference.inference.compute_classes import COMPUTE_CLASS_LABEL, COST_OPTIMIZED_SUFFIX
-from gke_inference.workloads.batch import data_volume
-from gke_inference.workloads.platform_ref import PlatformRef
-from gke_inference.workloads.pods import (
-    fuse_annotations,
-    fuse_volume,
-    labels_for,
-    scratch_volumes,
-    service_account_with_bucket_access,
-)
-from gke_inference.workloads.routing import expose_on_gateway
-from gke_inference.workloads.spec import WorkloadSpec
-from gke_inference.workloads.streaming import gcp_labels
 from pulumi_gcp import storage
 from pulumi_kubernetes.core.v1 import (
     ContainerArgs,
@@ -52,6 +38,20 @@ from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
 
 from gke_inference.components import child_options
 from gke_inference.errors import Problem, SpecError
+from gke_inference.inference import catalog
+from gke_inference.inference.compute_classes import COMPUTE_CLASS_LABEL, COST_OPTIMIZED_SUFFIX
+from gke_inference.workloads.batch import data_volume
+from gke_inference.workloads.platform_ref import PlatformRef
+from gke_inference.workloads.pods import (
+    fuse_annotations,
+    fuse_volume,
+    labels_for,
+    scratch_volumes,
+    service_account_with_bucket_access,
+)
+from gke_inference.workloads.routing import expose_on_gateway
+from gke_inference.workloads.spec import WorkloadSpec
+from gke_inference.workloads.streaming import gcp_labels
 
 RUN_AS = 10000
 MODEL_PREFIX = "comfyui"

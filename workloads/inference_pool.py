@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import pulumi
 import pulumi_kubernetes as k8s
-from gke_inference.workloads.pods import SERVER_PORT, container_security, pod_security
 from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
+
+from gke_inference.workloads.pods import SERVER_PORT, container_security, pod_security
 
 EPP_IMAGE = "registry.k8s.io/gateway-api-inference-extension/epp:v1.5.0"
 EPP_GRPC_PORT = 9002

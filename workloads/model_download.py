@@ -35,17 +35,6 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
-from gke_inference.inference.workload_identity import ksa_principal
-from gke_inference.workloads.platform_ref import PlatformRef
-from gke_inference.workloads.pods import (
-    container_security,
-    labels_for,
-    pod_security,
-    remote_image,
-    service_account_with_bucket_access,
-)
-from gke_inference.workloads.sizing import BYTES_PER_PARAMETER, Sizing
-from gke_inference.workloads.spec import WorkloadSpec
 from pulumi_gcp import organizations, secretmanager
 from pulumi_kubernetes.core.v1 import (
     ContainerArgs,
@@ -57,6 +46,17 @@ from pulumi_kubernetes.core.v1 import (
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
 from gke_inference.components import child_options
+from gke_inference.inference.workload_identity import ksa_principal
+from gke_inference.workloads.platform_ref import PlatformRef
+from gke_inference.workloads.pods import (
+    container_security,
+    labels_for,
+    pod_security,
+    remote_image,
+    service_account_with_bucket_access,
+)
+from gke_inference.workloads.sizing import BYTES_PER_PARAMETER, Sizing
+from gke_inference.workloads.spec import WorkloadSpec
 
 # Pinned images and tools. The Cloud CLI image lives on gcr.io (served by Artifact
 # Registry, reachable from private nodes through Private Google Access; Google

@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
+from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
+
+from gke_inference.components import child_options
 from gke_inference.workloads.platform_ref import PlatformRef
 from gke_inference.workloads.pods import (
     SERVER_PORT,
@@ -25,9 +28,6 @@ from gke_inference.workloads.pods import (
 from gke_inference.workloads.routing import expose_on_gateway
 from gke_inference.workloads.sizing import Sizing
 from gke_inference.workloads.spec import WorkloadSpec
-from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
-
-from gke_inference.components import child_options
 
 # HPA metric per spec choice: Cloud Monitoring name of the Managed Prometheus
 # series (through the custom metrics adapter), and the default per-pod target.

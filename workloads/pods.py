@@ -14,11 +14,6 @@ from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
-from gke_inference.inference.cluster_addons import MODEL_SERVER_LABEL
-from gke_inference.inference.compute_classes import COMPUTE_CLASS_LABEL
-from gke_inference.inference.model_storage import grant_bucket_access
-from gke_inference.workloads.platform_ref import PlatformRef
-from gke_inference.workloads.sizing import MODEL_MOUNT, Sizing, startup_seconds
 from pulumi_gcp import organizations
 from pulumi_kubernetes.core.v1 import (
     ContainerArgs,
@@ -31,6 +26,12 @@ from pulumi_kubernetes.core.v1 import (
     VolumeMountArgs,
 )
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
+
+from gke_inference.inference.cluster_addons import MODEL_SERVER_LABEL
+from gke_inference.inference.compute_classes import COMPUTE_CLASS_LABEL
+from gke_inference.inference.model_storage import grant_bucket_access
+from gke_inference.workloads.platform_ref import PlatformRef
+from gke_inference.workloads.sizing import MODEL_MOUNT, Sizing, startup_seconds
 
 SERVER_PORT = 8000
 RUN_AS = 1000

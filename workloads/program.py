@@ -13,11 +13,11 @@ from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
+
+from gke_inference.errors import Problem, SpecError
 from gke_inference.workloads.platform_ref import PlatformRef, read_platform
 from gke_inference.workloads.sizing import Sizing, size
 from gke_inference.workloads.spec import WorkloadSpec
-
-from gke_inference.errors import Problem, SpecError
 
 
 def require_compute_class(spec: WorkloadSpec, sizing: Sizing, classes: dict[str, Any]) -> str:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import pulumi
 import pulumi_kubernetes as k8s
+from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
+
 from gke_inference.inference.gateway import backend_policy_spec
 from gke_inference.workloads.platform_ref import PlatformRef
-from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
 BACKEND_TIMEOUT_SECONDS = 3600  # long enough for streamed completions
 POOL_GROUP = "inference.networking.k8s.io"

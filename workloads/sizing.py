@@ -20,12 +20,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from gke_inference.errors import Problem, SpecError
 from gke_inference.inference import catalog
 from gke_inference.inference.compute_classes import COST_OPTIMIZED_SUFFIX
 from gke_inference.workloads.presets import resolve_architecture
 from gke_inference.workloads.spec import Architecture, WorkloadSpec
-
-from gke_inference.errors import Problem, SpecError
 
 GIB = 1024**3
 BYTES_PER_PARAMETER = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5}

@@ -13,10 +13,10 @@ from typing import Annotated, Any, Literal
 
 import pydantic
 import yaml
-from gke_inference.inference import catalog
 from pydantic import Field
 
 from gke_inference.errors import Problem, SpecError
+from gke_inference.inference import catalog
 from gke_inference.validation import StrictModel, describe_pattern, problems_from
 
 _WORKLOAD_NAME = describe_pattern(

@@ -24,12 +24,6 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
-from gke_inference.inference.workload_identity import ksa_principal
-from gke_inference.workloads.batch import WORKER_UID, worker_image
-from gke_inference.workloads.online import OnlineInference, OnlineInferenceArgs
-from gke_inference.workloads.platform_ref import PlatformRef
-from gke_inference.workloads.sizing import Sizing, startup_seconds
-from gke_inference.workloads.spec import StreamingSettings, WorkloadSpec
 from pulumi_gcp import organizations, pubsub
 from pulumi_kubernetes.core.v1 import (
     ContainerArgs,
@@ -44,6 +38,12 @@ from pulumi_kubernetes.core.v1 import (
 from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
 
 from gke_inference.components import child_options
+from gke_inference.inference.workload_identity import ksa_principal
+from gke_inference.workloads.batch import WORKER_UID, worker_image
+from gke_inference.workloads.online import OnlineInference, OnlineInferenceArgs
+from gke_inference.workloads.platform_ref import PlatformRef
+from gke_inference.workloads.sizing import Sizing, startup_seconds
+from gke_inference.workloads.spec import StreamingSettings, WorkloadSpec
 
 METRICS_PORT = 9090
 SHUTDOWN_GRACE_SECONDS = 120  # in-flight requests finish (REQUEST_TIMEOUT_S is 120)

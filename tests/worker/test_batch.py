@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 from fake_vllm import FakeVLLM
+from pubsub_emulator import stop_process_group
+
 from gke_inference_worker import files
 from gke_inference_worker.batch import BatchWorker
 from gke_inference_worker.config import BatchConfig
-from pubsub_emulator import stop_process_group
 
 WORKER_BIN = str(Path(sys.executable).with_name("gke-inference-worker"))
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from gke_inference_worker.config import BatchConfig, ConfigError, StreamingConfig
 
 WORKER_BIN = str(Path(sys.executable).with_name("gke-inference-worker"))
