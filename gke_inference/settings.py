@@ -164,7 +164,7 @@ class SecuritySettings(StrictModel):
 
 class RemoteRepository(StrictModel):
     name: str = Field(pattern=_DNS_LABEL, max_length=63)
-    upstream: Literal["docker-hub", "ghcr", "nvcr", "quay"]
+    upstream: Literal["docker-hub", "registry-k8s", "ghcr", "nvcr", "quay"]
 
 
 class RegistrySettings(StrictModel):
@@ -172,7 +172,13 @@ class RegistrySettings(StrictModel):
     immutable_tags: bool | None = None
     keep_recent_versions: int = Field(default=20, ge=1, le=1000)
     remotes: list[RemoteRepository] = Field(
-        default_factory=lambda: [RemoteRepository(name="docker-hub", upstream="docker-hub")]
+        # vLLM, Python and Cloud SDK images come from Docker Hub, the inference
+        # extension's endpoint picker from registry.k8s.io: with both cached,
+        # Binary Authorization can allow this project's registry only.
+        default_factory=lambda: [
+            RemoteRepository(name="docker-hub", upstream="docker-hub"),
+            RemoteRepository(name="registry-k8s", upstream="registry-k8s"),
+        ]
     )
 
 

@@ -14,6 +14,7 @@ from gke_inference.settings import RegistrySettings
 # repository; the others are custom upstream URIs.
 _UPSTREAMS: dict[str, str | None] = {
     "docker-hub": None,
+    "registry-k8s": "https://registry.k8s.io",
     "ghcr": "https://ghcr.io",
     "nvcr": "https://nvcr.io",
     "quay": "https://quay.io",
@@ -33,7 +34,7 @@ class ArtifactRegistry(pulumi.ComponentResource):
     """Registries are protected: deleting one deletes every image in it."""
 
     url: pulumi.Output[str]
-    remote_urls: dict[str, pulumi.Output[str]]
+    remote_urls: dict[str, pulumi.Output[str]]  # upstream kind -> repository URL
 
     def __init__(
         self, name: str, args: ArtifactRegistryArgs, opts: pulumi.ResourceOptions | None = None
@@ -105,7 +106,8 @@ class ArtifactRegistry(pulumi.ComponentResource):
                 opts=protected,
             )
             self._repositories.append((remote.name, repo))
-            self.remote_urls[remote.name] = repo.repository_id.apply(lambda r: f"{host}/{r}")
+            # Keyed by upstream, so workloads find "the Docker Hub cache" whatever it is named.
+            self.remote_urls[remote.upstream] = repo.repository_id.apply(lambda r: f"{host}/{r}")
         self.register_outputs({"url": self.url, "remotes": self.remote_urls})
 
     def grant_read(

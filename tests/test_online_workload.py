@@ -158,6 +158,12 @@ def test_inference_pool_routing_option(tmp_path: Path) -> None:
     assert pool["endpointPickerRef"]["name"] == "gemma-3-1b-epp"
     route = plan.one("kubernetes:gateway.networking.k8s.io/v1:HTTPRoute").inputs["spec"]
     assert route["rules"][0]["backendRefs"][0]["kind"] == "InferencePool"
+    epp = next(d for d in plan.by_type("kubernetes:apps/v1:Deployment") if d.name.endswith("-epp"))
+    image = epp.inputs["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == (
+        "us-east4-docker.pkg.dev/acme-inference-dev/registry-k8s/"
+        "gateway-api-inference-extension/epp:v1.5.0"
+    )
     assert validate_manifests(kubernetes_objects(plan)) == []
 
 
@@ -211,3 +217,31 @@ def test_missing_platform_outputs_stop_before_any_workload_resource() -> None:
     assert {r.type for r in monitor.records.values()} <= {
         "pulumi:pulumi:Stack", "pulumi:pulumi:StackReference",
     }  # fmt: skip
+
+
+@pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.glob("*.yaml")))
+def test_prod_images_come_through_artifact_registry(example: str) -> None:
+    # Binary Authorization in prod allows this project's registry only: every
+    # vendor image must come through a remote repository (Docker Hub,
+    # registry.k8s.io), the worker image from the team's repository.
+    from gke_inference.manifests import kubernetes_objects
+
+    stack = "prod" if "h100" in example or "tpu-v6e" in example else "dev"
+    plan = workload_plan(stack, example)
+    project = "acme-inference-prod" if stack == "prod" else "acme-inference-dev"
+    region = "us-central1" if stack == "prod" else "us-east4"
+    images = [c["image"] for obj in kubernetes_objects(plan) for c in _containers(obj)]
+    assert images
+    for image in images:
+        assert image.startswith(f"{region}-docker.pkg.dev/{project}/"), image
+
+
+def _containers(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = obj.get("spec", {})
+    templates = [spec.get("template", {})]
+    templates += [spec.get("jobTemplate", {}).get("spec", {}).get("template", {})]
+    out: list[dict[str, Any]] = []
+    for template in templates:
+        pod = template.get("spec", {})
+        out += pod.get("containers", []) + pod.get("initContainers", [])
+    return out

@@ -13,7 +13,7 @@ from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
 
 from gke_inference.workloads.pods import SERVER_PORT, container_security, pod_security
 
-EPP_IMAGE = "registry.k8s.io/gateway-api-inference-extension/epp:v1.5.0"
+EPP_IMAGE = "gateway-api-inference-extension/epp:v1.5.0"  # on registry.k8s.io
 EPP_GRPC_PORT = 9002
 EPP_HEALTH_PORT = 9003
 EPP_METRICS_PORT = 9090
@@ -30,6 +30,7 @@ class InferencePoolRouting:
         server_selector: dict[str, str],
         labels: dict[str, str],
         opts: pulumi.ResourceOptions,
+        image: str,
     ) -> None:
         self.pool_name = workload
         epp = f"{workload}-epp"
@@ -86,7 +87,7 @@ class InferencePoolRouting:
                         containers=[
                             k8s.core.v1.ContainerArgs(
                                 name="epp",
-                                image=EPP_IMAGE,
+                                image=image,
                                 args=[
                                     f"--pool-name={workload}",
                                     pulumi.Output.concat("--pool-namespace=", namespace),

@@ -58,11 +58,11 @@ from gke_inference.workloads.pods import (
 from gke_inference.workloads.sizing import BYTES_PER_PARAMETER, Sizing
 from gke_inference.workloads.spec import WorkloadSpec
 
-# Pinned images and tools. The Cloud CLI image lives on gcr.io (served by Artifact
-# Registry, reachable from private nodes through Private Google Access; Google
-# keeps each version for one year, so bump the pin at least yearly). Python comes
-# through the platform's Docker Hub remote repository like the vLLM images.
-CLOUD_SDK_IMAGE = "gcr.io/google.com/cloudsdktool/google-cloud-cli:573.0.0-stable"
+# Pinned images and tools. Both come through the platform's Docker Hub remote
+# repository like the vLLM images, so Binary Authorization can allow this
+# project's registry only; Google's Cloud SDK image is published there as
+# google/cloud-sdk (Google keeps each version about a year: bump it yearly).
+CLOUD_SDK_IMAGE = "google/cloud-sdk:573.0.0-slim"
 PYTHON_IMAGE = "python:3.12.12-slim-bookworm"
 HUGGINGFACE_HUB_VERSION = "0.36.0"
 STORAGE_CLASS = "standard-rwo"  # GKE's default balanced persistent disk
@@ -223,6 +223,7 @@ class ModelDownload(pulumi.ComponentResource):
             # Pulumi waits for the Job to complete; give it the whole deadline.
             "pulumi.com/timeoutSeconds": str(deadline + 600),
         }
+        cloud_sdk = remote_image(platform, CLOUD_SDK_IMAGE)
         k8s.batch.v1.Job(
             f"{name}-job",
             metadata=ObjectMetaArgs(
@@ -240,7 +241,7 @@ class ModelDownload(pulumi.ComponentResource):
                         restart_policy="Never",
                         security_context=pod_security(),
                         init_containers=[
-                            step("prepare", CLOUD_SDK_IMAGE, _PREPARE, 1, "512Mi"),
+                            step("prepare", cloud_sdk, _PREPARE, 1, "512Mi"),
                             step(
                                 "download",
                                 remote_image(platform, PYTHON_IMAGE),
@@ -249,7 +250,7 @@ class ModelDownload(pulumi.ComponentResource):
                                 "8Gi",
                             ),
                         ],
-                        containers=[step("upload", CLOUD_SDK_IMAGE, _UPLOAD, 4, "4Gi")],
+                        containers=[step("upload", cloud_sdk, _UPLOAD, 4, "4Gi")],
                         volumes=[
                             VolumeArgs(
                                 name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs()

@@ -218,9 +218,12 @@ class OnlineInference(pulumi.ComponentResource):
         workload, namespace = spec.name, platform.workload_namespace
         prefix = spec.routing.path_prefix or f"/{workload}"
         if spec.routing.mode == "inference-pool":
-            from gke_inference.workloads.inference_pool import InferencePoolRouting
+            from gke_inference.workloads.inference_pool import EPP_IMAGE, InferencePoolRouting
 
-            pool = InferencePoolRouting(name, workload, namespace, selector, labels, k8s_opts)
+            epp_image = remote_image(platform, EPP_IMAGE, upstream="registry-k8s")
+            pool = InferencePoolRouting(
+                name, workload, namespace, selector, labels, k8s_opts, image=epp_image
+            )
             target_kind, backend_name = "InferencePool", pool.pool_name
         else:
             target_kind, backend_name = "Service", workload

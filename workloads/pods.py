@@ -64,10 +64,22 @@ def labels_for(name: str, kind: str) -> dict[str, str]:
     }
 
 
-def remote_image(platform: PlatformRef, image: str) -> str:
-    """``repo/name:tag`` on Docker Hub -> the same image via the registry's remote."""
-    remote = platform.artifact_registry_remotes.get("docker-hub")
-    return f"{remote}/{image}" if remote else f"docker.io/{image}"
+# Upstream registry of each remote repository kind (platform registry.remotes).
+UPSTREAM_HOSTS = {
+    "docker-hub": "docker.io",
+    "registry-k8s": "registry.k8s.io",
+    "ghcr": "ghcr.io",
+    "nvcr": "nvcr.io",
+    "quay": "quay.io",
+}
+
+
+def remote_image(platform: PlatformRef, image: str, upstream: str = "docker-hub") -> str:
+    """``repo/name:tag`` of an upstream registry -> the same image via the platform's
+    pull-through remote repository (scanned, cached, allowed by Binary Authorization);
+    the upstream itself when the environment has no such remote."""
+    remote = platform.artifact_registry_remotes.get(upstream)
+    return f"{remote}/{image}" if remote else f"{UPSTREAM_HOSTS[upstream]}/{image}"
 
 
 def fuse_annotations() -> dict[str, str]:
