@@ -29,6 +29,7 @@ from gke_inference.workloads.platform_ref import PlatformRef
 from gke_inference.workloads.pods import (
     SERVER_PORT,
     VLLM_IMAGES,
+    container_security,
     fuse_annotations,
     fuse_volume,
     image_tag,
@@ -161,15 +162,7 @@ class BatchInference(pulumi.ComponentResource):
             resources=ResourceRequirementsArgs(
                 requests={"cpu": "1", "memory": "1Gi"}, limits={"memory": "2Gi"}
             ),
-            security_context=k8s.core.v1.SecurityContextArgs(
-                allow_privilege_escalation=False,
-                privileged=False,
-                read_only_root_filesystem=True,
-                run_as_non_root=True,
-                run_as_user=WORKER_UID,
-                run_as_group=WORKER_UID,
-                capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
-            ),
+            security_context=container_security(WORKER_UID),
             volume_mounts=[
                 VolumeMountArgs(name="input", mount_path=INPUT_DIR, read_only=True),
                 VolumeMountArgs(name="output", mount_path=OUTPUT_DIR),

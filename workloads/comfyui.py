@@ -43,9 +43,11 @@ from gke_inference.inference.compute_classes import COMPUTE_CLASS_LABEL, COST_OP
 from gke_inference.workloads.batch import data_volume
 from gke_inference.workloads.platform_ref import PlatformRef
 from gke_inference.workloads.pods import (
+    container_security,
     fuse_annotations,
     fuse_volume,
     labels_for,
+    pod_security,
     scratch_volumes,
     service_account_with_bucket_access,
 )
@@ -199,15 +201,7 @@ class ComfyUI(pulumi.ComponentResource):
             liveness_probe=ProbeArgs(
                 http_get=root, period_seconds=20, timeout_seconds=5, failure_threshold=3
             ),
-            security_context=k8s.core.v1.SecurityContextArgs(
-                allow_privilege_escalation=False,
-                privileged=False,
-                read_only_root_filesystem=True,
-                run_as_non_root=True,
-                run_as_user=RUN_AS,
-                run_as_group=RUN_AS,
-                capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
-            ),
+            security_context=container_security(RUN_AS),
             volume_mounts=[
                 VolumeMountArgs(name="model", mount_path="/models", read_only=True),
                 VolumeMountArgs(name="input", mount_path="/data/input"),
@@ -233,13 +227,7 @@ class ComfyUI(pulumi.ComponentResource):
                         automount_service_account_token=False,
                         termination_grace_period_seconds=30,
                         node_selector={COMPUTE_CLASS_LABEL: class_name},
-                        security_context=k8s.core.v1.PodSecurityContextArgs(
-                            run_as_non_root=True,
-                            run_as_user=RUN_AS,
-                            run_as_group=RUN_AS,
-                            fs_group=RUN_AS,
-                            seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
-                        ),
+                        security_context=pod_security(RUN_AS),
                         containers=[container],
                         volumes=[
                             fuse_volume("model", platform.model_bucket, MODEL_PREFIX, True),

@@ -126,22 +126,26 @@ def scratch_volumes(shm_gib: int) -> list[VolumeArgs]:
     ]
 
 
-def pod_security() -> k8s.core.v1.PodSecurityContextArgs:
+def pod_security(uid: int = RUN_AS, fs_group: bool = True) -> k8s.core.v1.PodSecurityContextArgs:
+    """Non-root as ``uid`` with the default seccomp profile (and volumes owned by it)."""
     return k8s.core.v1.PodSecurityContextArgs(
         run_as_non_root=True,
-        run_as_user=RUN_AS,
-        run_as_group=RUN_AS,
-        fs_group=RUN_AS,
+        run_as_user=uid,
+        run_as_group=uid,
+        fs_group=uid if fs_group else None,
         seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
     )
 
 
-def container_security() -> k8s.core.v1.SecurityContextArgs:
+def container_security(uid: int | None = None) -> k8s.core.v1.SecurityContextArgs:
+    """No privilege, no escalation, no capabilities, read-only root; optionally pin the user."""
     return k8s.core.v1.SecurityContextArgs(
         allow_privilege_escalation=False,
         privileged=False,
         read_only_root_filesystem=True,
         run_as_non_root=True,
+        run_as_user=uid,
+        run_as_group=uid,
         capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
     )
 

@@ -42,6 +42,7 @@ from gke_inference.inference.workload_identity import ksa_principal
 from gke_inference.workloads.batch import WORKER_UID, worker_image
 from gke_inference.workloads.online import OnlineInference, OnlineInferenceArgs
 from gke_inference.workloads.platform_ref import PlatformRef
+from gke_inference.workloads.pods import container_security, pod_security
 from gke_inference.workloads.sizing import Sizing, startup_seconds
 from gke_inference.workloads.spec import StreamingSettings, WorkloadSpec
 
@@ -298,15 +299,7 @@ class StreamingInference(pulumi.ComponentResource):
             liveness_probe=ProbeArgs(
                 http_get=metrics, period_seconds=20, timeout_seconds=5, failure_threshold=3
             ),
-            security_context=k8s.core.v1.SecurityContextArgs(
-                allow_privilege_escalation=False,
-                privileged=False,
-                read_only_root_filesystem=True,
-                run_as_non_root=True,
-                run_as_user=WORKER_UID,
-                run_as_group=WORKER_UID,
-                capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
-            ),
+            security_context=container_security(WORKER_UID),
             volume_mounts=[VolumeMountArgs(name="tmp", mount_path="/tmp")],
         )
         deployment = k8s.apps.v1.Deployment(
@@ -321,12 +314,7 @@ class StreamingInference(pulumi.ComponentResource):
                         service_account_name=account_name,
                         automount_service_account_token=False,
                         termination_grace_period_seconds=TERMINATION_GRACE_SECONDS,
-                        security_context=k8s.core.v1.PodSecurityContextArgs(
-                            run_as_non_root=True,
-                            run_as_user=WORKER_UID,
-                            run_as_group=WORKER_UID,
-                            seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
-                        ),
+                        security_context=pod_security(WORKER_UID, fs_group=False),
                         containers=[container],
                         volumes=[
                             VolumeArgs(
