@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from gke_inference.errors import Problem, UserInputError
+from gke_inference.core.errors import Problem, UserInputError
 
 EXIT_OK = 0
 EXIT_VIOLATION = 1

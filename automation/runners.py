@@ -37,7 +37,7 @@ from typing import Any, Protocol
 from pulumi import automation as auto
 
 from gke_inference.automation.settings import AutomationSettings
-from gke_inference.workloads.platform_ref import (
+from gke_inference.core.contract import (
     PLATFORM_PROJECT,
     WORKLOADS_PROJECT,
     platform_stack_name,
@@ -380,13 +380,14 @@ class PulumiRunner(_RunnerBase):
         )
 
     def _workload(self, env: str, spec: WorkloadSpec) -> auto.Stack:
+        from gke_inference.workloads.kinds import deployment_for
         from gke_inference.workloads.program import workload_program
 
         self._check_env(env)
         stack = auto.create_or_select_stack(
             stack_name=self.workload_stack(env, spec.name),
             project_name=WORKLOADS_PROJECT,
-            program=workload_program(spec, env, self.settings.organization),
+            program=workload_program(deployment_for(spec), env, self.settings.organization),
             opts=self._options(project=WORKLOADS_PROJECT, work_dir=self._workspace_dir()),
         )
         stack.set_config("environment", auto.ConfigValue(env))
@@ -539,7 +540,7 @@ class _PlatformPlanCache:
         self._plans: dict[tuple[str, str, tuple[int, ...]], Any] = {}
 
     def get(self, project_dir: Path, env: str) -> Any:
-        from gke_inference.planning import plan_platform
+        from gke_inference.offline.planning import plan_platform
 
         files = [project_dir / "Pulumi.yaml", project_dir / f"Pulumi.{env}.yaml"]
         key = (str(project_dir), env, tuple(f.stat().st_mtime_ns for f in files))
@@ -611,31 +612,18 @@ class OfflineRunner(_RunnerBase):
 
     def workload_plan(self, env: str, spec: WorkloadSpec) -> Any:
         """The offline plan of ``<env>-<workload>`` on top of the platform plan of ``env``."""
-        from gke_inference.offline import PlanMocks, run_offline
-        from gke_inference.workloads.program import workload_program
+        from gke_inference.offline.planning import plan_deployment
+        from gke_inference.workloads.kinds import deployment_for
 
+        deployment = deployment_for(spec)
         platform = self.platform_plan(env)
-        org = self.settings.organization
-        mocks = PlanMocks(
-            str(platform.outputs.get("projectId")),
-            stack_outputs={
-                platform_stack_name(org, env): (platform.outputs, platform.secret_outputs)
-            },
-        )
         with _PROGRAM_LOCK:
-            return run_offline(
-                workload_program(spec, env, org),
-                project=WORKLOADS_PROJECT,
-                stack=workload_stack_name(env, spec.name),
-                config={},
-                organization=org,
-                mocks=mocks,
-            )
+            return plan_deployment(deployment, env, self.settings.organization, platform)
 
     def _policy(self, stack: str, plan: Any, on_output: OnOutput) -> dict[str, Any]:
         """Run the pack as ``--policy-pack`` would; mandatory violations stop the operation."""
+        from gke_inference.offline.policy_check import check_resources
         from gke_inference.policy.config import load_config_file
-        from gke_inference.policy.engine import check_resources
 
         path = self.settings.policy_config
         config = load_config_file(path) if path else None

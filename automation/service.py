@@ -35,7 +35,7 @@ from gke_inference.automation.store import (
     WorkloadBusyError,
     new_id,
 )
-from gke_inference.errors import UserInputError
+from gke_inference.core.errors import UserInputError
 
 TOKEN_ENV = "GKE_INFERENCE_API_TOKEN"
 SECRET_MASK = "[secret]"

@@ -58,7 +58,7 @@ class AutomationSettings:
         project_dir: Path | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> AutomationSettings:
-        from gke_inference.planning import find_project_dir
+        from gke_inference.core.stack_config import find_project_dir
 
         env = os.environ if environ is None else environ
         root = (project_dir or find_project_dir()).resolve()

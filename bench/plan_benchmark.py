@@ -28,8 +28,8 @@ import pulumi_kubernetes as k8s
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from gke_inference.offline import Plan, run_offline  # noqa: E402
-from gke_inference.planning import plan_platform, plan_workload  # noqa: E402
+from gke_inference.offline.planning import plan_platform, plan_workload  # noqa: E402
+from gke_inference.offline.recording import Plan, run_offline  # noqa: E402
 
 
 def timed(fn: Callable[[], object], repeat: int) -> tuple[float, object]:

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from gke_inference.errors import UserInputError
+from gke_inference.core.errors import UserInputError
 
 EXIT_OK = 0
 EXIT_VIOLATION = 1
@@ -18,11 +18,11 @@ EXIT_INVALID_MANIFESTS = 3
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from gke_inference.planning import plan_platform
-    from gke_inference.render import render_tree
+    from gke_inference.offline.planning import plan_platform
+    from gke_inference.offline.render import render_tree
 
     if args.workload:
-        from gke_inference.planning import plan_workload
+        from gke_inference.offline.planning import plan_workload
 
         plan = plan_workload(args.stack, args.workload, args.config, args.organization)
     else:
@@ -38,7 +38,7 @@ def _plan(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(render_tree(plan) + "\n")
         if report is not None:
-            from gke_inference.policy.engine import render_report
+            from gke_inference.offline.policy_check import render_report
 
             sys.stdout.write("\n" + render_report(report) + "\n")
     return EXIT_VIOLATION if report is not None and report.mandatory else EXIT_OK
@@ -46,8 +46,8 @@ def _plan(args: argparse.Namespace) -> int:
 
 def _write_manifests(plan: Any, directory: str) -> bool:
     """Write one YAML file per Kubernetes object and validate them strictly."""
-    from gke_inference.errors import Problem
-    from gke_inference.manifests import (
+    from gke_inference.core.errors import Problem
+    from gke_inference.offline.manifests import (
         ManifestError,
         kubernetes_objects,
         omitted,
@@ -73,9 +73,9 @@ def _write_manifests(plan: Any, directory: str) -> bool:
 
 def _run_policy(resources: Any, config_file: str | None) -> Any:
     """Run the policy pack in-process; config problems become a UserInputError (exit 2)."""
-    from gke_inference.errors import Problem
+    from gke_inference.core.errors import Problem
+    from gke_inference.offline.policy_check import check_resources
     from gke_inference.policy.config import PolicyConfigError, load_config_file
-    from gke_inference.policy.engine import check_resources
 
     try:
         config = load_config_file(config_file) if config_file else None
@@ -88,8 +88,8 @@ def _run_policy(resources: Any, config_file: str | None) -> Any:
 
 
 def _policy_check(args: argparse.Namespace) -> int:
-    from gke_inference.errors import Problem
-    from gke_inference.policy.engine import PlanFileError, load_plan_file, render_report
+    from gke_inference.core.errors import Problem
+    from gke_inference.offline.policy_check import PlanFileError, load_plan_file, render_report
 
     try:
         resources = load_plan_file(args.file)

@@ -9,13 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 import pulumi
-from pulumi.runtime.config import CONFIG, get_config_env
 
+from gke_inference.core import sdk_internals
+from gke_inference.core.contract import export_platform_outputs
+from gke_inference.core.settings import PlatformSettings, parse_settings, project_config
 from gke_inference.inference.capacity import nap_limits
 from gke_inference.inference.platform import InferencePlatform, InferencePlatformArgs
 from gke_inference.platform.base import BasePlatform, BasePlatformArgs
 from gke_inference.platform.cluster import ResourceLimit
-from gke_inference.settings import PlatformSettings, parse_settings, project_config
 
 # Generous ceilings for general-purpose node auto-provisioning; accelerator
 # ceilings come from the inference layer's catalog (one per accelerator).
@@ -23,14 +24,9 @@ CPU_LIMIT = ResourceLimit("cpu", maximum=10_000)
 MEMORY_LIMIT_GB = ResourceLimit("memory", maximum=100_000)
 
 
-def current_config() -> dict[str, Any]:
-    """Every config value the engine handed to this program (env and explicit)."""
-    return {**get_config_env(), **CONFIG.get()}
-
-
 def load_settings() -> PlatformSettings:
     """Parse the stack config once; raises SettingsError before any resource exists."""
-    return parse_settings(project_config(current_config()), pulumi.get_stack())
+    return parse_settings(project_config(sdk_internals.engine_config()), pulumi.get_stack())
 
 
 def platform_program() -> None:
@@ -49,26 +45,29 @@ def platform_program() -> None:
 def export_outputs(
     settings: PlatformSettings, base: BasePlatform, inference: InferencePlatform
 ) -> None:
-    """The outputs contract (DESIGN.md section 4) that workload stacks read."""
-    pulumi.export("projectId", settings.project)
-    pulumi.export("region", settings.region)
-    pulumi.export("environment", settings.environment)
-    pulumi.export("mode", settings.cluster.mode)
-    pulumi.export("clusterName", base.cluster.name)
-    pulumi.export("clusterLocation", base.cluster.location)
-    pulumi.export("clusterEndpoint", base.cluster.endpoint)
-    pulumi.export("clusterCaCertificate", base.cluster.ca_certificate)
-    pulumi.export("kubeconfig", base.kubeconfig)
-    pulumi.export("workloadIdentityPool", settings.workload_pool)
-    pulumi.export("artifactRegistry", base.registry.url)
-    pulumi.export("artifactRegistryRemotes", base.registry.remote_urls)
-    pulumi.export("nodeServiceAccount", base.node_identity.email)
-    pulumi.export("network", base.network.network_id)
-    pulumi.export("subnetwork", base.network.subnetwork_id)
+    """The outputs contract (gke_inference.core.contract) that workload stacks read."""
     inf = settings.inference
-    pulumi.export("workloadNamespace", inf.workload_namespace)
-    pulumi.export("modelBucket", inference.model_bucket.name)
-    pulumi.export("gatewayName", inf.gateway.name)
-    pulumi.export("gatewayNamespace", inf.gateway.namespace)
-    pulumi.export("gatewayExposure", inf.gateway.exposure)
-    pulumi.export("computeClasses", inference.compute_classes)
+    values: dict[str, Any] = {
+        "project_id": settings.project,
+        "region": settings.region,
+        "environment": settings.environment,
+        "mode": settings.cluster.mode,
+        "cluster_name": base.cluster.name,
+        "cluster_location": base.cluster.location,
+        "cluster_endpoint": base.cluster.endpoint,
+        "cluster_ca_certificate": base.cluster.ca_certificate,
+        "workload_identity_pool": settings.workload_pool,
+        "artifact_registry": base.registry.url,
+        "artifact_registry_remotes": base.registry.remote_urls,
+        "node_service_account": base.node_identity.email,
+        "network": base.network.network_id,
+        "subnetwork": base.network.subnetwork_id,
+        "workload_namespace": inf.workload_namespace,
+        "model_bucket": inference.model_bucket.name,
+        "gateway_name": inf.gateway.name,
+        "gateway_namespace": inf.gateway.namespace,
+        "gateway_exposure": inf.gateway.exposure,
+        "gateway_backend_timeout_seconds": inf.gateway.backend_timeout_seconds,
+        "compute_classes": inference.compute_classes,
+    }
+    export_platform_outputs(pulumi.export, values, {"kubeconfig": base.kubeconfig})

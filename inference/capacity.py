@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_gcp import container
 
-from gke_inference.components import child_options
+from gke_inference.core.components import child_options
+from gke_inference.core.settings import AcceleratorPool, PlatformSettings
 from gke_inference.inference.catalog import CATALOG, lookup
 from gke_inference.platform.cluster import ResourceLimit, hardened_node_config
-from gke_inference.settings import AcceleratorPool, PlatformSettings
 
 # How a pool gets capacity -> the taint that keeps other pods away from it.
 PROVISIONING_TAINT = "gke-inference/provisioning"

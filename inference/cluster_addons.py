@@ -8,7 +8,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
-from gke_inference.components import child_options
+from gke_inference.core.components import child_options
 
 MODEL_SERVER_LABEL = "gke-inference/model-server"
 GATEWAY_ACCESS_LABEL = "gke-inference/gateway-access"

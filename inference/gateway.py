@@ -8,9 +8,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
-from gke_inference.components import child_options
+from gke_inference.core.components import child_options
+from gke_inference.core.settings import GatewaySettings
 from gke_inference.inference.cluster_addons import GATEWAY_ACCESS_LABEL
-from gke_inference.settings import GatewaySettings
 
 GATEWAY_CLASSES = {
     "internal": "gke-l7-rilb",  # regional internal Application Load Balancer

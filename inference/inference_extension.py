@@ -15,7 +15,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
-from gke_inference.components import child_options
+from gke_inference.core.components import child_options
 
 EXTENSION_VERSION = "v1.5.0"
 OBJECTIVE_GROUP = "inference.networking.x-k8s.io"

@@ -16,7 +16,7 @@ import pulumi_kubernetes as k8s
 from pulumi_gcp import projects
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
-from gke_inference.components import child_options
+from gke_inference.core.components import child_options
 from gke_inference.inference.workload_identity import ksa_principal
 
 NAMESPACE = "custom-metrics"

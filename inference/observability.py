@@ -15,8 +15,8 @@ from typing import Any
 import pulumi
 from pulumi_gcp import monitoring
 
-from gke_inference.components import child_options
-from gke_inference.settings import PlatformSettings
+from gke_inference.core.components import child_options
+from gke_inference.core.settings import PlatformSettings
 
 # What each exporter calls its series (PromQL names as Managed Prometheus serves them).
 VLLM = {

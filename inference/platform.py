@@ -10,7 +10,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
-from gke_inference.components import child_options
+from gke_inference.core.components import child_options
+from gke_inference.core.settings import PlatformSettings
 from gke_inference.inference.capacity import AcceleratorPools, AcceleratorPoolsArgs
 from gke_inference.inference.catalog import Accelerator, MachineShape, lookup
 from gke_inference.inference.cluster_addons import ClusterAddons, ClusterAddonsArgs
@@ -25,7 +26,7 @@ from gke_inference.inference.observability import (
 )
 from gke_inference.inference.workload_identity import project_number
 from gke_inference.platform.base import BasePlatform
-from gke_inference.settings import PlatformSettings
+from gke_inference.platform.kubeconfig import kubernetes_provider
 
 
 def _class_spec(
@@ -33,28 +34,6 @@ def _class_spec(
 ) -> dict[str, Any]:
     return compute_class_spec(
         acc, shape, cost_optimized=cost_optimized, node_service_account=node_service_account
-    )
-
-
-def kubernetes_provider(
-    name: str,
-    cluster_name: pulumi.Input[str],
-    kubeconfig: pulumi.Input[str],
-    parent: pulumi.Resource,
-) -> k8s.Provider:
-    """A provider for this cluster only, never the ambient kubeconfig.
-
-    ``cluster_identifier`` is the cluster's name, so a new endpoint or CA (an
-    unrelated cluster update) changes the kubeconfig without replacing every
-    Kubernetes object the provider manages.
-    """
-    return k8s.Provider(
-        name,
-        kubeconfig=kubeconfig,
-        cluster_identifier=cluster_name,
-        enable_server_side_apply=True,
-        delete_unreachable=False,
-        opts=pulumi.ResourceOptions(parent=parent),
     )
 
 

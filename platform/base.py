@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import pulumi
 
+from gke_inference.core.settings import PlatformSettings
 from gke_inference.platform.cluster import GkeCluster, GkeClusterArgs, ResourceLimit
 from gke_inference.platform.identity import NodeIdentity, NodeIdentityArgs
 from gke_inference.platform.kubeconfig import render_kubeconfig
@@ -18,7 +19,6 @@ from gke_inference.platform.security import (
     SecretsEncryptionArgs,
 )
 from gke_inference.platform.services import ProjectServices, ProjectServicesArgs
-from gke_inference.settings import PlatformSettings
 
 
 @dataclass

@@ -8,8 +8,8 @@ from typing import Any
 import pulumi
 from pulumi_gcp import container
 
-from gke_inference.components import child_options
-from gke_inference.settings import PlatformSettings
+from gke_inference.core.components import child_options
+from gke_inference.core.settings import PlatformSettings
 
 OAUTH_SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 MANAGED_COMPONENTS_TAINT = "components.gke.io/gke-managed-components"

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_gcp import projects, serviceaccount
 
-from gke_inference.components import child_options
+from gke_inference.core.components import child_options
 
 # What a GKE node needs and nothing more: Google's purpose-built role covers
 # logging, monitoring, metadata and autoscaling metrics. Image pulls are

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_gcp import compute
 
-from gke_inference.components import child_options
-from gke_inference.settings import NetworkSettings
+from gke_inference.core.components import child_options
+from gke_inference.core.settings import NetworkSettings
 
 POD_RANGE = "pods"
 SERVICE_RANGE = "services"

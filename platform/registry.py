@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_gcp import artifactregistry
 
-from gke_inference.components import child_options
-from gke_inference.settings import RegistrySettings
+from gke_inference.core.components import child_options
+from gke_inference.core.settings import RegistrySettings
 
 # Upstreams a remote repository can proxy. Docker Hub is a known public
 # repository; the others are custom upstream URIs.

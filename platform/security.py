@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_gcp import binaryauthorization, kms, organizations
 
-from gke_inference.components import child_options
+from gke_inference.core.components import child_options
 
 SECONDS_PER_DAY = 86_400
 

@@ -1,7 +1,7 @@
 """Shared fixtures: plans of the shipped stacks, computed once per session.
 
 Every plan runs the real ``__main__.py`` under its own event loop and mock
-runtime (gke_inference.offline.run_offline); caching only avoids running the
+runtime (gke_inference.offline.recording.run_offline); caching only avoids running the
 same stack twice.
 """
 
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from gke_inference.offline import Plan
-from gke_inference.planning import plan_platform
+from gke_inference.offline.planning import plan_platform
+from gke_inference.offline.recording import Plan
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED_STACKS = ("dev", "prod")

@@ -21,10 +21,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gke_inference.cli import main
-from gke_inference.errors import SettingsError, SpecError
-from gke_inference.planning import plan_platform, plan_workload
-from gke_inference.policy.engine import check_resources
-from gke_inference.settings import parse_settings
+from gke_inference.core.errors import SettingsError, SpecError
+from gke_inference.core.settings import parse_settings
+from gke_inference.offline.planning import plan_platform, plan_workload
+from gke_inference.offline.policy_check import check_resources
 from gke_inference.workloads.sizing import size
 from gke_inference.workloads.spec import parse_spec
 

@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
-from gke_inference.errors import SettingsError
+from gke_inference.core.errors import SettingsError
+from gke_inference.core.settings import parse_settings
 from gke_inference.inference import catalog
 from gke_inference.inference.compute_classes import COST_OPTIMIZED_CHAIN, DEFAULT_CHAIN
-from gke_inference.offline import SECRET_MASK, Plan
-from gke_inference.settings import parse_settings
+from gke_inference.offline.recording import SECRET_MASK, Plan
 
 COMPUTE_CLASS = "kubernetes:cloud.google.com/v1:ComputeClass"
 NODE_POOL = "gcp:container/nodePool:NodePool"

@@ -15,8 +15,8 @@ import pulumi_kubernetes as k8s
 import pytest
 import yaml
 
-from gke_inference import manifests
-from gke_inference.manifests import (
+from gke_inference.offline import manifests
+from gke_inference.offline.manifests import (
     MARKER,
     ManifestError,
     ManifestProblem,
@@ -25,7 +25,7 @@ from gke_inference.manifests import (
     validate_manifests,
     write_manifests,
 )
-from gke_inference.offline import Plan, run_offline
+from gke_inference.offline.recording import Plan, run_offline
 
 Builder = Callable[[pulumi.ResourceOptions], None]
 

@@ -8,8 +8,8 @@ import pulumi
 import pytest
 from pulumi_gcp import serviceaccount
 
-from gke_inference.offline import run_offline
-from gke_inference.planning import plan_platform
+from gke_inference.offline.planning import plan_platform
+from gke_inference.offline.recording import run_offline
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 
 from gke_inference.cli import main
-from gke_inference.errors import SpecError
-from gke_inference.manifests import kubernetes_objects, validate_manifests
-from gke_inference.offline import Plan
-from gke_inference.planning import plan_workload
-from gke_inference.policy.engine import check_resources
+from gke_inference.core.errors import SpecError
+from gke_inference.offline.manifests import kubernetes_objects, validate_manifests
+from gke_inference.offline.planning import plan_workload
+from gke_inference.offline.policy_check import check_resources
+from gke_inference.offline.recording import Plan
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "workloads" / "examples"
@@ -204,11 +204,12 @@ def test_workload_json_keeps_the_plan_contract(capsys: pytest.CaptureFixture[str
 
 
 def test_missing_platform_outputs_stop_before_any_workload_resource() -> None:
-    from gke_inference.offline import PlanMocks, RecordingMonitor, run_offline
+    from gke_inference.offline.recording import PlanMocks, RecordingMonitor, run_offline
+    from gke_inference.workloads.kinds import deployment_for
     from gke_inference.workloads.program import workload_program
     from gke_inference.workloads.spec import load_spec
 
-    spec = load_spec(EXAMPLES / "gemma-3-1b-l4.yaml")
+    spec = deployment_for(load_spec(EXAMPLES / "gemma-3-1b-l4.yaml"))
     monitor = RecordingMonitor(PlanMocks("acme-inference-dev", stack_outputs={}))
     with pytest.raises(SpecError) as info:
         run_offline(workload_program(spec, "dev", "organization"), project="gke-inference-workloads",
@@ -224,7 +225,7 @@ def test_prod_images_come_through_artifact_registry(example: str) -> None:
     # Binary Authorization in prod allows this project's registry only: every
     # vendor image must come through a remote repository (Docker Hub,
     # registry.k8s.io), the worker image from the team's repository.
-    from gke_inference.manifests import kubernetes_objects
+    from gke_inference.offline.manifests import kubernetes_objects
 
     stack = "prod" if "h100" in example or "tpu-v6e" in example else "dev"
     plan = workload_plan(stack, example)

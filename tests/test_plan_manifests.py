@@ -48,7 +48,7 @@ def test_invalid_manifest_fails_the_plan(
     out = tmp_path / "m"
     assert main(["plan", "--stack", "dev", "--manifests", str(out), "--no-policy"]) == 0
     capsys.readouterr()
-    from gke_inference.manifests import validate_manifests
+    from gke_inference.offline.manifests import validate_manifests
 
     objects = [yaml.safe_load(f.read_text()) for f in sorted(out.glob("*.yaml"))]
     assert validate_manifests(objects) == []

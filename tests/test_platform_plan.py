@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from gke_inference.offline import SECRET_MASK, Plan, RecordedResource
+from gke_inference.offline.recording import SECRET_MASK, Plan, RecordedResource
 
 CLUSTER = "gcp:container/cluster:Cluster"
 NODE_POOL = "gcp:container/nodePool:NodePool"

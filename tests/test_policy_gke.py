@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from gke_inference.offline import Plan, RecordedResource
-from gke_inference.policy.engine import PolicyReport, check_resources
+from gke_inference.offline.policy_check import PolicyReport, check_resources
+from gke_inference.offline.recording import Plan, RecordedResource
 from gke_inference.policy.pack import policy_named
 
 CLUSTER = "gcp:container/cluster:Cluster"

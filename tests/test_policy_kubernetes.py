@@ -14,8 +14,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pytest
 
-from gke_inference.offline import Plan, run_offline
-from gke_inference.policy.engine import PolicyReport, check_resources
+from gke_inference.offline.policy_check import PolicyReport, check_resources
+from gke_inference.offline.recording import Plan, run_offline
 from gke_inference.policy.pack import policy_named
 
 VLLM_IMAGE = "us-central1-docker.pkg.dev/acme-inference-prod/docker-hub/vllm/vllm-openai:v0.11.2"

@@ -15,8 +15,8 @@ import pulumi
 import pytest
 from pulumi_gcp import compute, storage
 
-from gke_inference.offline import Plan, RecordedResource, run_offline
-from gke_inference.policy.engine import PolicyReport, check_resources
+from gke_inference.offline.policy_check import PolicyReport, check_resources
+from gke_inference.offline.recording import Plan, RecordedResource, run_offline
 from gke_inference.policy.pack import policy_named
 
 

@@ -12,9 +12,9 @@ import pulumi_policy
 import pytest
 import yaml
 
-from gke_inference.offline import Plan
+from gke_inference.offline.policy_check import check_resources
+from gke_inference.offline.recording import Plan
 from gke_inference.policy.config import PARAMETERS, PolicyConfigError, resolve_pack_config
-from gke_inference.policy.engine import check_resources
 from gke_inference.policy.pack import ALL_POLICIES, PACK_NAME
 
 POLICY_DIR = Path(__file__).resolve().parents[1] / "policy"

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from gke_inference.cli import main
-from gke_inference.errors import SettingsError
-from gke_inference.offline import PlanMocks, RecordingMonitor
-from gke_inference.planning import plan_platform
-from gke_inference.settings import parse_settings
-from gke_inference.stack_config import parse_override
+from gke_inference.core.errors import SettingsError
+from gke_inference.core.settings import parse_settings
+from gke_inference.core.stack_config import parse_override
+from gke_inference.offline.planning import plan_platform
+from gke_inference.offline.recording import PlanMocks, RecordingMonitor
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from gke_inference.cli import main
-from gke_inference.errors import SpecError
+from gke_inference.core.errors import SpecError
 from gke_inference.workloads.sizing import GIB, size
 from gke_inference.workloads.spec import parse_spec
 

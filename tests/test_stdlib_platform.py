@@ -7,8 +7,8 @@ import sys
 import sysconfig
 from pathlib import Path
 
-from gke_inference.offline import run_offline
-from gke_inference.planning import plan_platform
+from gke_inference.offline.planning import plan_platform
+from gke_inference.offline.recording import run_offline
 
 REPO = Path(__file__).resolve().parents[1]
 STDLIB = Path(sysconfig.get_paths()["stdlib"]).resolve()

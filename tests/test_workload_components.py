@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 import yaml
 
-from gke_inference.manifests import kubernetes_objects, validate_manifests
-from gke_inference.offline import FAKE_PROJECT_NUMBER, Plan, RecordedResource
-from gke_inference.planning import plan_workload
-from gke_inference.policy.engine import check_plan
+from gke_inference.offline.manifests import kubernetes_objects, validate_manifests
+from gke_inference.offline.planning import plan_workload
+from gke_inference.offline.policy_check import check_plan
+from gke_inference.offline.recording import FAKE_PROJECT_NUMBER, Plan, RecordedResource
 from gke_inference.workloads.sizing import size
 from gke_inference.workloads.spec import load_spec
 
@@ -469,7 +469,7 @@ def test_comfyui_turns_on_iap_behind_an_external_gateway() -> None:
 
 
 def test_comfyui_refuses_a_class_the_environment_does_not_enable(tmp_path: Path) -> None:
-    from gke_inference.errors import SpecError
+    from gke_inference.core.errors import SpecError
 
     spec = write_spec(tmp_path, "comfyui-l4.yaml", accelerator="h100-80gb")
     with pytest.raises(SpecError, match="gpu-h100-80gb-x1"):

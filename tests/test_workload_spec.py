@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gke_inference.errors import SpecError
+from gke_inference.core.errors import SpecError
 from gke_inference.workloads.spec import load_spec, parse_spec
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "workloads" / "examples").glob("*.yaml"))

@@ -24,7 +24,7 @@ from pulumi_kubernetes.core.v1 import (
 )
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
-from gke_inference.components import child_options
+from gke_inference.core.components import child_options
 from gke_inference.workloads.platform_ref import PlatformRef
 from gke_inference.workloads.pods import (
     SERVER_PORT,
@@ -111,13 +111,7 @@ class BatchInference(pulumi.ComponentResource):
         super().__init__("gke-inference:workloads:BatchInference", name, None, opts)
         spec, sizing, platform = args.spec, args.sizing, args.platform
         batch = spec.batch
-        if batch is None:
-            raise ValueError(f"{spec.name}: kind 'batch' needs the batch section")
-        if sizing.pipeline_parallel > 1:
-            raise pulumi.RunError(
-                f"{spec.name}: sizing needs {sizing.pipeline_parallel} nodes per replica; a batch "
-                "pod runs on one node: choose a larger accelerator or lower precision"
-            )
+        assert batch is not None  # the spec requires it for kind batch (kinds.KINDS)
         k8s_opts = child_options(self, opts)
         namespace = platform.workload_namespace
         workload = spec.name

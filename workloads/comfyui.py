@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -36,10 +35,8 @@ from pulumi_kubernetes.core.v1 import (
 )
 from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
 
-from gke_inference.components import child_options
-from gke_inference.errors import Problem, SpecError
-from gke_inference.inference import catalog
-from gke_inference.inference.compute_classes import COMPUTE_CLASS_LABEL, COST_OPTIMIZED_SUFFIX
+from gke_inference.core.components import child_options
+from gke_inference.inference.compute_classes import COMPUTE_CLASS_LABEL
 from gke_inference.workloads.batch import data_volume
 from gke_inference.workloads.platform_ref import PlatformRef
 from gke_inference.workloads.pods import (
@@ -77,34 +74,6 @@ def bucket_name(project: str, environment: str, workload: str, suffix: str) -> s
     return name[: MAX_BUCKET_NAME - len(tail)].rstrip("-") + tail
 
 
-def compute_class(spec: WorkloadSpec) -> str:
-    """One device of the spec's GPU: ``gpu-<accelerator>-x1`` (``-co`` when cost-optimized)."""
-    acc = spec.accelerator_info
-    shape = next((s for s in acc.shapes if s.count == 1), None)
-    if shape is None:
-        raise SpecError(
-            f"Workload {spec.name!r} cannot be sized",
-            [Problem("accelerator", f"{acc.key} has no single-device machine shape")],
-        )
-    return catalog.class_name(acc, shape) + (COST_OPTIMIZED_SUFFIX if spec.cost_optimized else "")
-
-
-def require_enabled(spec: WorkloadSpec, class_name: str, classes: dict[str, Any]) -> str:
-    enabled = sorted(str(v) for v in classes.values())
-    if class_name not in enabled:
-        raise SpecError(
-            f"Workload {spec.name!r} cannot be scheduled",
-            [
-                Problem(
-                    "accelerator",
-                    f"ComfyUI needs compute class {class_name!r}, which this environment does "
-                    f"not enable; enabled: {', '.join(enabled) or 'none'}",
-                )
-            ],
-        )
-    return class_name
-
-
 def extra_model_paths() -> str:
     return yaml.safe_dump(
         {"gke_inference": {"base_path": "/models", **{f: f"{f}/" for f in MODEL_FOLDERS}}},
@@ -115,6 +84,7 @@ def extra_model_paths() -> str:
 @dataclass
 class ComfyUIArgs:
     spec: WorkloadSpec
+    compute_class: str  # one device of the spec's GPU (kinds.deployment_for)
     platform: PlatformRef
 
 
@@ -127,11 +97,9 @@ class ComfyUI(pulumi.ComponentResource):
         super().__init__("gke-inference:workloads:ComfyUI", name, None, opts)
         spec, platform = args.spec, args.platform
         settings = spec.comfyui
-        if settings is None:
-            raise ValueError(f"{spec.name}: kind 'comfyui' needs the comfyui section")
+        assert settings is not None  # the spec requires it for kind comfyui (kinds.KINDS)
         acc = spec.accelerator_info
-        class_name = compute_class(spec)
-        require_enabled(spec, class_name, platform.compute_classes)
+        class_name = args.compute_class
         workload, environment = spec.name, platform.environment
         namespace = platform.workload_namespace
         k8s_opts = child_options(self, opts)

@@ -45,8 +45,9 @@ from pulumi_kubernetes.core.v1 import (
 )
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
-from gke_inference.components import child_options
+from gke_inference.core.components import child_options
 from gke_inference.inference.workload_identity import ksa_principal
+from gke_inference.workloads.kinds import Deployment
 from gke_inference.workloads.platform_ref import PlatformRef
 from gke_inference.workloads.pods import (
     container_security,
@@ -133,10 +134,11 @@ class ModelDownloadArgs:
     platform: PlatformRef
 
 
-def needs_download(spec: WorkloadSpec) -> bool:
+def needs_download(deployment: Deployment) -> bool:
     """Model-serving workloads with a Hugging Face id (not gs://) and a token secret."""
+    spec = deployment.spec
     return (
-        spec.kind != "comfyui"
+        deployment.kind.serves_model
         and spec.model is not None
         and not spec.model.in_bucket
         and spec.hugging_face_token_secret is not None
@@ -156,8 +158,7 @@ class ModelDownload(pulumi.ComponentResource):
     ):
         super().__init__("gke-inference:workloads:ModelDownload", name, None, opts)
         spec, sizing, platform = args.spec, args.sizing, args.platform
-        if spec.model is None or spec.model.in_bucket:
-            raise ValueError(f"{spec.name}: ModelDownload needs a Hugging Face model id")
+        assert spec.model is not None and not spec.model.in_bucket  # see needs_download
         k8s_opts = child_options(self, opts)
         namespace = platform.workload_namespace
         account_name = f"{spec.name}-download"
@@ -286,11 +287,11 @@ class ModelDownload(pulumi.ComponentResource):
 
 
 def model_download_for(
-    spec: WorkloadSpec, sizing: Sizing, platform: PlatformRef, opts: pulumi.ResourceOptions
+    deployment: Deployment, platform: PlatformRef, opts: pulumi.ResourceOptions
 ) -> ModelDownload | None:
     """The download in front of a serving component, or None (see :func:`needs_download`)."""
-    if not needs_download(spec):
+    if not needs_download(deployment):
         return None
-    return ModelDownload(
-        f"{spec.name}-model-download", ModelDownloadArgs(spec, sizing, platform), opts
-    )
+    spec = deployment.spec
+    args = ModelDownloadArgs(spec, deployment.require_sizing(), platform)
+    return ModelDownload(f"{spec.name}-model-download", args, opts)

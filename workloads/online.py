@@ -8,7 +8,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
 
-from gke_inference.components import child_options
+from gke_inference.core.components import child_options
 from gke_inference.workloads.platform_ref import PlatformRef
 from gke_inference.workloads.pods import (
     SERVER_PORT,
@@ -112,12 +112,6 @@ class OnlineInference(pulumi.ComponentResource):
     ):
         super().__init__("gke-inference:workloads:OnlineInference", name, None, opts)
         spec, sizing, platform = args.spec, args.sizing, args.platform
-        if sizing.pipeline_parallel > 1:
-            raise pulumi.RunError(
-                f"{spec.name}: sizing needs {sizing.pipeline_parallel} nodes per replica "
-                "(pipeline parallelism); multi-host serving is not supported by OnlineInference: "
-                "choose a larger accelerator, lower precision, or a smaller context/concurrency"
-            )
         k8s_opts = child_options(self, opts)
         namespace = platform.workload_namespace
         workload = spec.name

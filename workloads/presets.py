@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gke_inference.errors import Problem, SpecError
+from gke_inference.core.errors import Problem, SpecError
 
 if TYPE_CHECKING:
     from gke_inference.workloads.spec import Architecture, WorkloadSpec

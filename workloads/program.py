@@ -9,82 +9,41 @@ never touches the cluster's own resources: it only holds what it creates.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import pulumi
-import pulumi_kubernetes as k8s
 
-from gke_inference.errors import Problem, SpecError
+from gke_inference.platform.kubeconfig import kubernetes_provider
+from gke_inference.workloads.kinds import Deployment, require_enabled_class
+from gke_inference.workloads.model_download import model_download_for
 from gke_inference.workloads.platform_ref import PlatformRef, read_platform
-from gke_inference.workloads.sizing import Sizing, size
-from gke_inference.workloads.spec import WorkloadSpec
-
-
-def require_compute_class(spec: WorkloadSpec, sizing: Sizing, classes: dict[str, Any]) -> str:
-    """The sized class must be one the environment enables (platform output computeClasses)."""
-    enabled = sorted(str(v) for v in classes.values())
-    if sizing.compute_class not in enabled:
-        raise SpecError(
-            f"Workload {spec.name!r} cannot be scheduled",
-            [
-                Problem(
-                    "accelerator",
-                    f"sizing chose compute class {sizing.compute_class!r}, which this environment "
-                    f"does not enable; enabled: {', '.join(enabled) or 'none'} (add the machine "
-                    "type to inference.accelerators of the platform stack)",
-                )
-            ],
-        )
-    return sizing.compute_class
 
 
 def build_workload(
-    spec: WorkloadSpec, platform: PlatformRef, provider: k8s.Provider
+    deployment: Deployment, platform: PlatformRef, opts: pulumi.ResourceOptions
 ) -> pulumi.ComponentResource:
-    opts = pulumi.ResourceOptions(providers=[provider])
-    if spec.kind != "comfyui":
-        from gke_inference.workloads.model_download import model_download_for
-
-        # Weights first: the serving component waits for the download Job to complete.
-        download = model_download_for(spec, size(spec), platform, opts)
-        if download is not None:
-            opts = pulumi.ResourceOptions(providers=[provider], depends_on=[download])
-    if spec.kind == "online":
-        from gke_inference.workloads.online import OnlineInference, OnlineInferenceArgs
-
-        return OnlineInference(spec.name, OnlineInferenceArgs(spec, size(spec), platform), opts)
-    if spec.kind == "batch":
-        from gke_inference.workloads.batch import BatchInference, BatchInferenceArgs
-
-        return BatchInference(spec.name, BatchInferenceArgs(spec, size(spec), platform), opts)
-    if spec.kind == "streaming":
-        from gke_inference.workloads.streaming import StreamingInference, StreamingInferenceArgs
-
-        return StreamingInference(
-            spec.name, StreamingInferenceArgs(spec, size(spec), platform), opts
-        )
-    from gke_inference.workloads.comfyui import ComfyUI, ComfyUIArgs
-
-    return ComfyUI(spec.name, ComfyUIArgs(spec, platform), opts)
+    """Weights first (when the spec downloads them), then the kind's component."""
+    download = model_download_for(deployment, platform, opts)
+    if download is not None:
+        # The serving component waits for the download Job to complete.
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[download]))
+    return deployment.kind.build(deployment, platform, opts)
 
 
 def workload_program(
-    spec: WorkloadSpec, environment: str, organization: str
+    deployment: Deployment, environment: str, organization: str
 ) -> Callable[[], Awaitable[None]]:
     """An inline program (for the Automation API and the offline plan)."""
 
     async def program() -> None:
-        sizing = size(spec) if spec.kind != "comfyui" else None  # errors before any resource
         platform = await read_platform(organization, environment)
-        if sizing is not None:
-            require_compute_class(spec, sizing, platform.compute_classes)
-        provider = k8s.Provider(
-            "platform-cluster",
-            kubeconfig=platform.kubeconfig,
-            cluster_identifier=platform.cluster_name,
-            enable_server_side_apply=True,
+        require_enabled_class(deployment, platform.compute_classes)  # before any resource
+        provider = kubernetes_provider(
+            "platform-cluster", platform.cluster_name, platform.kubeconfig
         )
-        component = build_workload(spec, platform, provider)
+        component = build_workload(
+            deployment, platform, pulumi.ResourceOptions(providers=[provider])
+        )
+        spec, sizing = deployment.spec, deployment.sizing
         pulumi.export("workload", spec.name)
         pulumi.export("kind", spec.kind)
         pulumi.export("environment", environment)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from gke_inference.errors import Problem, SpecError
+from gke_inference.core.errors import Problem, SpecError
 from gke_inference.inference import catalog
 from gke_inference.inference.compute_classes import COST_OPTIMIZED_SUFFIX
 from gke_inference.workloads.presets import resolve_architecture
@@ -281,9 +281,7 @@ def size(spec: WorkloadSpec, devices: int | None = None) -> Sizing:
     seqs_at_full_context = int(kv_capacity // (spec.context_length * per_token))
     max_num_seqs = max(spec.concurrency, min(MAX_NUM_SEQS_CAP, seqs_at_full_context))
     quantization = spec.quantization_method or DEFAULT_QUANTIZATION.get(spec.precision)
-    class_name = catalog.class_name(acc, shape) + (
-        COST_OPTIMIZED_SUFFIX if spec.cost_optimized else ""
-    )
+    class_name = class_for(spec, shape)
     model = spec.model
     return Sizing(
         accelerator=acc,
@@ -305,6 +303,25 @@ def size(spec: WorkloadSpec, devices: int | None = None) -> Sizing:
         served_model_name=model.id if not model.in_bucket else spec.name,
         extra_args=list(spec.server.extra_args),
     )
+
+
+def single_device_class(spec: WorkloadSpec) -> str:
+    """The class of one device of the spec's accelerator, for kinds that are not sized
+    (ComfyUI): ``gpu-<accelerator>-x1``, ``-co`` when cost-optimized."""
+    acc = spec.accelerator_info
+    shape = next((s for s in acc.shapes if s.count == 1), None)
+    if shape is None:
+        raise SpecError(
+            f"Workload {spec.name!r} cannot be sized",
+            [Problem("accelerator", f"{acc.key} has no single-device machine shape")],
+        )
+    return class_for(spec, shape)
+
+
+def class_for(spec: WorkloadSpec, shape: catalog.MachineShape) -> str:
+    """The compute class of a shape of the spec's accelerator (``-co``: Spot first)."""
+    suffix = COST_OPTIMIZED_SUFFIX if spec.cost_optimized else ""
+    return catalog.class_name(spec.accelerator_info, shape) + suffix
 
 
 def startup_seconds(sizing: Sizing) -> int:

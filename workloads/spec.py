@@ -15,9 +15,10 @@ import pydantic
 import yaml
 from pydantic import Field
 
-from gke_inference.errors import Problem, SpecError
+from gke_inference.core.errors import Problem, SpecError
+from gke_inference.core.validation import StrictModel, describe_pattern, problems_from
 from gke_inference.inference import catalog
-from gke_inference.validation import StrictModel, describe_pattern, problems_from
+from gke_inference.workloads.kinds import KINDS
 
 _WORKLOAD_NAME = describe_pattern(
     r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$",
@@ -142,10 +143,25 @@ class StreamingSettings(StrictModel):
     worker_concurrency: int = Field(default=16, ge=1, le=1024)
     worker_image: str | None = Field(default=None, pattern=_IMAGE)
 
+    @pydantic.model_validator(mode="after")
+    def _bounds(self) -> StreamingSettings:
+        problems = []
+        if self.min_backoff_seconds > self.max_backoff_seconds:
+            problems.append("minBackoffSeconds must not exceed maxBackoffSeconds")
+        if self.max_workers < self.min_workers:
+            problems.append("maxWorkers must be >= minWorkers")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
 
 class ComfyUISettings(StrictModel):
     image: str = Field(pattern=_IMAGE)
     port: int = Field(default=8188, ge=1, le=65535)
+
+
+# What a missing section must hold, for the message.
+_SECTION_FIELDS = {"batch": " (input, output, shards)", "comfyui": " (image)"}
 
 
 class WorkloadSpec(StrictModel):
@@ -169,21 +185,21 @@ class WorkloadSpec(StrictModel):
 
     @pydantic.model_validator(mode="after")
     def _kind_sections(self) -> WorkloadSpec:
+        kind = KINDS[self.kind]
         problems = []
-        if self.kind != "comfyui" and self.model is None:
+        if kind.serves_model and self.model is None:
             problems.append(f"model is required for kind {self.kind!r}")
-        if self.kind == "batch" and self.batch is None:
-            problems.append("batch (input, output, shards) is required for kind 'batch'")
-        if self.kind == "comfyui" and self.comfyui is None:
-            problems.append("comfyui (image) is required for kind 'comfyui'")
+        if kind.section is not None and getattr(self, kind.section) is None:
+            what = _SECTION_FIELDS.get(kind.section, "")
+            problems.append(f"{kind.section}{what} is required for kind {self.kind!r}")
         acc = catalog.BY_KEY[self.accelerator]
         if (self.server.type == "vllm-tpu") != (acc.kind == "tpu"):
             problems.append(
                 f"server.type {self.server.type!r} does not run on {acc.kind.upper()} "
                 f"accelerator {self.accelerator!r}; use vllm-tpu with a TPU, vllm-gpu with a GPU"
             )
-        if self.kind == "comfyui" and acc.kind == "tpu":
-            problems.append("ComfyUI needs a GPU accelerator")
+        if kind.gpu_only and acc.kind == "tpu":
+            problems.append(f"{kind.component} needs a GPU accelerator")
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -37,7 +37,7 @@ from pulumi_kubernetes.core.v1 import (
 )
 from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
 
-from gke_inference.components import child_options
+from gke_inference.core.components import child_options
 from gke_inference.inference.workload_identity import ksa_principal
 from gke_inference.workloads.batch import WORKER_UID, worker_image
 from gke_inference.workloads.online import OnlineInference, OnlineInferenceArgs
@@ -141,12 +141,6 @@ class StreamingInference(pulumi.ComponentResource):
         super().__init__("gke-inference:workloads:StreamingInference", name, None, opts)
         spec, sizing, platform = args.spec, args.sizing, args.platform
         settings = spec.streaming or StreamingSettings()
-        if settings.min_backoff_seconds > settings.max_backoff_seconds:
-            raise ValueError(
-                f"{spec.name}: streaming.minBackoffSeconds must not exceed maxBackoffSeconds"
-            )
-        if settings.max_workers < settings.min_workers:
-            raise ValueError(f"{spec.name}: streaming.maxWorkers must be >= minWorkers")
         workload = spec.name
         project = platform.project_id
         namespace = platform.workload_namespace

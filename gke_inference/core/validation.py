@@ -14,7 +14,7 @@ from typing import Any
 import pydantic
 from pydantic.alias_generators import to_camel
 
-from gke_inference.errors import Problem
+from gke_inference.core.errors import Problem
 
 
 class StrictModel(pydantic.BaseModel):

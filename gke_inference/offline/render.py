@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from gke_inference.offline import Plan, RecordedResource
+from gke_inference.offline.recording import Plan, RecordedResource
 
 # For each resource type, the input paths a reviewer wants to see at a glance.
 KEY_SETTINGS: dict[str, tuple[str, ...]] = {

@@ -32,7 +32,7 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from gke_inference.offline import STACK_TYPE, Plan, RecordedResource
+from gke_inference.offline.recording import STACK_TYPE, Plan, RecordedResource
 from gke_inference.policy.config import ResolvedPolicyConfig, resolve_pack_config
 from gke_inference.policy.pack import ALL_POLICIES, INITIAL_CONFIG, PACK_ENFORCEMENT, PACK_NAME
 

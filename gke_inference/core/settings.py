@@ -24,9 +24,9 @@ from typing import Annotated, Any, Literal
 import pydantic
 from pydantic import Field
 
-from gke_inference.errors import Problem, SettingsError
+from gke_inference.core.errors import Problem, SettingsError
+from gke_inference.core.validation import StrictModel, describe_pattern, format_path, problems_from
 from gke_inference.inference import catalog
-from gke_inference.validation import StrictModel, describe_pattern, format_path, problems_from
 
 PROJECT_NAMESPACE = "gke-inference"
 

@@ -18,20 +18,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pulumi.runtime import mocks as pulumi_mocks
-from pulumi.runtime import rpc
-from pulumi.runtime import settings as pulumi_settings
-from pulumi.runtime.config import set_all_config
-from pulumi.runtime.mocks import _resolve_callbacks
-from pulumi.runtime.proto import resource_pb2
-from pulumi.runtime.stack import run_in_stack
-from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
+from gke_inference.core import sdk_internals as sdk
+from gke_inference.core.contract import SECRET_MASK
 
-SECRET_MASK = "[secret]"
 STACK_TYPE = "pulumi:pulumi:Stack"
 FAKE_PROJECT_NUMBER = "123456789012"
 
-_log = logging.getLogger("gke_inference.offline")
+_log = logging.getLogger("gke_inference.offline.recording")
 
 
 @dataclass
@@ -95,7 +88,7 @@ class Plan:
 
 def mask_secrets(value: Any) -> tuple[Any, bool]:
     """Replace every secret in a deserialized value by a mask; say whether any was found."""
-    if rpc.is_rpc_secret(value):
+    if sdk.is_rpc_secret(value):
         return SECRET_MASK, True
     if isinstance(value, dict):
         found = False
@@ -121,7 +114,7 @@ def typ_is_kubernetes_object(typ: str) -> bool:
     return typ.startswith("kubernetes:")
 
 
-class PlanMocks(pulumi_mocks.Mocks):
+class PlanMocks(sdk.Mocks):
     """Answers the engine's questions with plausible, deterministic values.
 
     Outputs are the inputs plus the computed attributes the program reads
@@ -138,7 +131,7 @@ class PlanMocks(pulumi_mocks.Mocks):
         # StackReference name -> (outputs, names of the secret outputs)
         self.stack_outputs = stack_outputs or {}
 
-    def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+    def new_resource(self, args: sdk.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         inputs = dict(args.inputs)
         if args.typ == "pulumi:pulumi:StackReference":
             ref = str(inputs.get("name") or args.resource_id or args.name)
@@ -204,17 +197,17 @@ class PlanMocks(pulumi_mocks.Mocks):
         state.setdefault("id", resource_id)
         return resource_id, state
 
-    def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[str, Any], list[Any]]:
+    def call(self, args: sdk.MockCallArgs) -> tuple[dict[str, Any], list[Any]]:
         if args.token == "gcp:organizations/getProject:getProject":
             project = args.args.get("projectId") or self.project_id
             return {"projectId": project, "number": FAKE_PROJECT_NUMBER, "name": project}, []
         return {}, []
 
 
-class RecordingMonitor(pulumi_mocks.MockMonitor):
+class RecordingMonitor(sdk.MockMonitor):
     """A mock monitor that also keeps what every registration asked for."""
 
-    def __init__(self, mocks: pulumi_mocks.Mocks) -> None:
+    def __init__(self, mocks: sdk.Mocks) -> None:
         super().__init__(mocks)
         self._lock = threading.Lock()
         self.records: dict[str, RecordedResource] = {}
@@ -255,37 +248,37 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         # MockMonitor.RegisterResource, with the inputs deserialized once and
         # shared with the recording (a plan's largest cost after the SDK's own).
         urn = self.make_urn(request.parent, request.type, request.name)
-        _ensure_event_loop()  # type: ignore[no-untyped-call]
-        inputs = rpc.deserialize_properties(request.object)
+        sdk.ensure_event_loop()
+        inputs = sdk.deserialize_properties(request.object)
         self._record(urn, request, inputs, read=False)
         if request.type == STACK_TYPE:
-            return resource_pb2.RegisterResourceResponse(urn=urn)
-        resource_args = pulumi_mocks.MockResourceArgs(
+            return sdk.RegisterResourceResponse(urn=urn)
+        resource_args = sdk.MockResourceArgs(
             typ=request.type,
             name=request.name,
             inputs=inputs,
             provider=request.provider,
             resource_id=request.importId,
             custom=request.custom or False,
-            transforms=_resolve_callbacks(request.transforms),
+            transforms=sdk.resolve_callbacks(request.transforms),
         )
         new_id, state = self.mocks.new_resource(resource_args)
         resource_id = new_id or ""
-        state_proto = _sync_await(rpc.serialize_properties(state, {}))
-        self.resources[urn] = pulumi_mocks.MockMonitor.ResourceRegistration(urn, resource_id, state)
-        return resource_pb2.RegisterResourceResponse(urn=urn, id=resource_id, object=state_proto)
+        state_proto = sdk.sync_await(sdk.serialize_properties(state))
+        self.resources[urn] = sdk.MockMonitor.ResourceRegistration(urn, resource_id, state)
+        return sdk.RegisterResourceResponse(urn=urn, id=resource_id, object=state_proto)
 
     def ReadResource(self, request: Any) -> Any:
         response = super().ReadResource(request)  # type: ignore[no-untyped-call]
-        _ensure_event_loop()  # type: ignore[no-untyped-call]
+        sdk.ensure_event_loop()
         self._record(
-            response.urn, request, rpc.deserialize_properties(request.properties), read=True
+            response.urn, request, sdk.deserialize_properties(request.properties), read=True
         )
         return response
 
     def RegisterResourceOutputs(self, request: Any) -> Any:
-        _ensure_event_loop()  # type: ignore[no-untyped-call]
-        raw = rpc.deserialize_properties(request.outputs)
+        sdk.ensure_event_loop()
+        raw = sdk.deserialize_properties(request.outputs)
         values: dict[str, Any] = {}
         secrets: list[str] = []
         for key, value in (raw or {}).items():
@@ -324,7 +317,7 @@ def run_offline(
     config: Mapping[str, str],
     secret_keys: list[str] | None = None,
     organization: str = "organization",
-    mocks: pulumi_mocks.Mocks | None = None,
+    mocks: sdk.Mocks | None = None,
     monitor: RecordingMonitor | None = None,
 ) -> Plan:
     """Run ``program`` as ``pulumi up`` would, against mocks, and return the recording.
@@ -337,22 +330,12 @@ def run_offline(
         monitor = RecordingMonitor(mocks or PlanMocks(config.get("gke-inference:project")))
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    pulumi_settings.ROOT.set(None)
     try:
-        mock_settings = pulumi_mocks.MockSettings(  # type: ignore[no-untyped-call]
-            monitor=monitor,
-            monitor_features=set(),
-            engine=pulumi_mocks.MockEngine(_log),
-            project=project,
-            stack=stack,
-            dry_run=False,
-            organization=organization,
-            callbacks=None,
+        sdk.configure_mock_runtime(
+            monitor, project=project, stack=stack, organization=organization, log=_log
         )
-        pulumi_settings.configure(mock_settings)
-        pulumi_settings.SETTINGS.outputs.clear()
-        set_all_config(dict(config), secret_keys or [])
-        loop.run_until_complete(run_in_stack(program))
+        sdk.set_engine_config(config, secret_keys or [])
+        loop.run_until_complete(sdk.run_in_stack(program))
     finally:
         # A program that failed half-way leaves outputs pending; drop them with
         # this loop so the next plan in the process starts clean.
@@ -361,9 +344,8 @@ def run_offline(
             task.cancel()
         if pending:
             loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        pulumi_settings.SETTINGS.outputs.clear()
-        pulumi_settings.ROOT.set(None)
-        set_all_config({}, [])
+        sdk.reset_runtime()
+        sdk.set_engine_config({}, [])
         asyncio.set_event_loop(None)
         loop.close()
 

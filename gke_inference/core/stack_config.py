@@ -16,7 +16,8 @@ from typing import Any
 
 import yaml
 
-from gke_inference.errors import Problem, SettingsError
+from gke_inference.core.contract import PLATFORM_PROJECT
+from gke_inference.core.errors import Problem, SettingsError
 
 _PATH_TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
@@ -48,6 +49,21 @@ def _load_yaml(path: Path, mtime_ns: int, size: int) -> dict[str, Any]:
 
 def project_name(project_dir: Path) -> str:
     return str(load_yaml(project_dir / "Pulumi.yaml")["name"])
+
+
+def find_project_dir(start: Path | None = None) -> Path:
+    """The folder holding the platform's Pulumi.yaml: cwd or a parent, else the checkout."""
+    here = (start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / "Pulumi.yaml").exists() and project_name(candidate) == PLATFORM_PROJECT:
+            return candidate
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "Pulumi.yaml").exists():
+        return checkout
+    raise SettingsError(
+        "Cannot find the platform project",
+        [Problem("Pulumi.yaml", f"no {PLATFORM_PROJECT} project above {here}; run from the repo")],
+    )
 
 
 def _full_key(key: str, namespace: str) -> str:
