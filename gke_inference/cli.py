@@ -9,12 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from gke_inference.core.errors import UserInputError
-
-EXIT_OK = 0
-EXIT_VIOLATION = 1
-EXIT_USER_ERROR = 2
-EXIT_INVALID_MANIFESTS = 3
+from gke_inference.core.errors import ExitCode, UserInputError
 
 
 def _plan(args: argparse.Namespace) -> int:
@@ -28,7 +23,7 @@ def _plan(args: argparse.Namespace) -> int:
     else:
         plan = plan_platform(args.stack, args.config)
     if args.manifests and not _write_manifests(plan, args.manifests):
-        return EXIT_INVALID_MANIFESTS
+        return ExitCode.INVALID_MANIFESTS
     report = None if args.no_policy else _run_policy(plan.resources, args.policy_config)
     if args.format == "json":
         doc = plan.to_json()
@@ -41,7 +36,7 @@ def _plan(args: argparse.Namespace) -> int:
             from gke_inference.offline.policy_check import render_report
 
             sys.stdout.write("\n" + render_report(report) + "\n")
-    return EXIT_VIOLATION if report is not None and report.mandatory else EXIT_OK
+    return ExitCode.VIOLATION if report is not None and report.mandatory else ExitCode.OK
 
 
 def _write_manifests(plan: Any, directory: str) -> bool:
@@ -100,7 +95,7 @@ def _policy_check(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps({"policy": report.to_json()}, indent=2) + "\n")
     else:
         sys.stdout.write(render_report(report) + "\n")
-    return EXIT_VIOLATION if report.mandatory else EXIT_OK
+    return ExitCode.VIOLATION if report.mandatory else ExitCode.OK
 
 
 def _size(args: argparse.Namespace) -> int:
@@ -127,7 +122,7 @@ def _size(args: argparse.Namespace) -> int:
         sys.stdout.write(f"Sizing of {spec.name} ({spec.model.id if spec.model else ''})\n\n")
         sys.stdout.write(sizing.table() + "\n\nvLLM arguments:\n  ")
         sys.stdout.write("\n  ".join(sizing.vllm_args()) + "\n")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _add_policy_options(parser: argparse.ArgumentParser) -> None:
@@ -216,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.handler(args)
     except UserInputError as exc:
         sys.stderr.write(f"error: {exc}\n")
-        return EXIT_USER_ERROR
+        return ExitCode.USER_ERROR
     return code
 
 

@@ -9,9 +9,10 @@ class with the node selector ``cloud.google.com/compute-class: <name>``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from gke_inference.inference.catalog import Accelerator, MachineShape, class_name
+from gke_inference.inference.catalog import Accelerator, MachineShape, class_name, lookup
 
 Capacity = Literal["reservation", "on-demand", "flex-start", "spot"]
 
@@ -74,3 +75,23 @@ def compute_class_spec(
 def class_names(acc: Accelerator, shape: MachineShape, cost_optimized: bool) -> list[str]:
     base = class_name(acc, shape)
     return [base, base + COST_OPTIMIZED_SUFFIX] if cost_optimized else [base]
+
+
+@dataclass(frozen=True)
+class EnabledClass:
+    key: str  # the platform output computeClasses' key: the class name without "gpu-"
+    name: str
+    accelerator: Accelerator
+    shape: MachineShape
+    cost_optimized: bool
+
+
+def enabled_classes(machine_types: list[str], cost_optimized_classes: bool) -> list[EnabledClass]:
+    """The classes an environment creates for ``inference.accelerators``: a pure function
+    of its settings, so a spec can be checked against an environment without its stack."""
+    found = []
+    for machine_type in machine_types:
+        acc, shape = lookup(machine_type)
+        for index, name in enumerate(class_names(acc, shape, cost_optimized_classes)):
+            found.append(EnabledClass(name.removeprefix("gpu-"), name, acc, shape, index == 1))
+    return found

@@ -13,9 +13,9 @@ from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 from gke_inference.core.components import child_options
 from gke_inference.core.settings import PlatformSettings
 from gke_inference.inference.capacity import AcceleratorPools, AcceleratorPoolsArgs
-from gke_inference.inference.catalog import Accelerator, MachineShape, lookup
+from gke_inference.inference.catalog import Accelerator, MachineShape
 from gke_inference.inference.cluster_addons import ClusterAddons, ClusterAddonsArgs
-from gke_inference.inference.compute_classes import class_names, compute_class_spec
+from gke_inference.inference.compute_classes import compute_class_spec, enabled_classes
 from gke_inference.inference.gateway import InferenceGateway, InferenceGatewayArgs
 from gke_inference.inference.inference_extension import InferenceExtension
 from gke_inference.inference.metrics_adapter import MetricsAdapter, MetricsAdapterArgs
@@ -121,25 +121,23 @@ class InferencePlatform(pulumi.ComponentResource):
         )
 
         self.compute_classes = {}
-        for machine_type in inf.accelerators:
-            acc, shape = lookup(machine_type)
-            for index, class_name in enumerate(class_names(acc, shape, inf.cost_optimized_classes)):
-                cost_optimized = index == 1
-                key = class_name.removeprefix("gpu-")
-                self.compute_classes[key] = class_name
-                spec = base.node_identity.email.apply(
-                    functools.partial(_class_spec, acc, shape, cost_optimized)
+        for enabled in enabled_classes(inf.accelerators, inf.cost_optimized_classes):
+            self.compute_classes[enabled.key] = enabled.name
+            spec = base.node_identity.email.apply(
+                functools.partial(
+                    _class_spec, enabled.accelerator, enabled.shape, enabled.cost_optimized
                 )
-                k8s.apiextensions.CustomResource(
-                    f"{name}-class-{class_name}",
-                    api_version="cloud.google.com/v1",
-                    kind="ComputeClass",
-                    metadata=ObjectMetaArgs(
-                        name=class_name, labels={"gke-inference/accelerator": acc.key}
-                    ),
-                    spec=spec,
-                    opts=k8s_opts,
-                )
+            )
+            k8s.apiextensions.CustomResource(
+                f"{name}-class-{enabled.name}",
+                api_version="cloud.google.com/v1",
+                kind="ComputeClass",
+                metadata=ObjectMetaArgs(
+                    name=enabled.name, labels={"gke-inference/accelerator": enabled.accelerator.key}
+                ),
+                spec=spec,
+                opts=k8s_opts,
+            )
         self.register_outputs(
             {"computeClasses": self.compute_classes, "modelBucket": self.model_bucket.name}
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 import pulumi
@@ -41,3 +42,13 @@ class SettingsError(UserInputError):
 
 class SpecError(UserInputError):
     """A workload spec cannot be used; nothing was registered."""
+
+
+class ExitCode(enum.IntEnum):
+    """Exit codes of every command (gke-inference plan/size/policy and the automation ones)."""
+
+    OK = 0
+    VIOLATION = 1  # the policy pack found a mandatory violation
+    USER_ERROR = 2  # bad config, spec, flag or environment; nothing was done
+    INVALID_MANIFESTS = 3  # a rendered manifest fails strict schema validation
+    OPERATION_FAILED = 4  # Pulumi (or the cloud) failed
