@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from gke_inference.cli import EXIT_OK, EXIT_USER_ERROR, EXIT_VIOLATION, main
+from gke_inference.cli import main
+from gke_inference.core.errors import ExitCode
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER = "gcp:container/cluster:Cluster"
@@ -24,7 +25,7 @@ def saved_plan(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, Any]
     if args not in _saved:
         code = main(["plan", *args, "--format", "json"])
         doc = json.loads(capsys.readouterr().out)
-        assert code == EXIT_OK, doc["policy"]
+        assert code == ExitCode.OK, doc["policy"]
         _saved[args] = doc
     return json.loads(json.dumps(_saved[args]))
 
@@ -52,7 +53,7 @@ def test_shipped_stacks_have_no_mandatory_violations(
 
 
 def test_text_plan_lists_violations_after_the_tree(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["plan", "--stack", "dev"]) == EXIT_OK
+    assert main(["plan", "--stack", "dev"]) == ExitCode.OK
     out = capsys.readouterr().out
     tree_end = out.index("Outputs:")
     summary = out.index("Policy gke-inference-baseline:")
@@ -118,15 +119,15 @@ def test_policy_check_fails_an_edited_plan(
 ) -> None:
     doc = saved_plan(capsys, "--stack", "prod")
     clean = write(tmp_path, doc, "clean.json")
-    assert main(["policy", "check", clean]) == EXIT_OK
+    assert main(["policy", "check", clean]) == ExitCode.OK
     capsys.readouterr()
 
     bad = write(tmp_path, edit(doc, type_, mutate))
-    assert main(["policy", "check", bad]) == EXIT_VIOLATION
+    assert main(["policy", "check", bad]) == ExitCode.VIOLATION
     out = capsys.readouterr().out
     assert f"[mandatory]  {rule}" in out
 
-    assert main(["policy", "check", bad, "--format", "json"]) == EXIT_VIOLATION
+    assert main(["policy", "check", bad, "--format", "json"]) == ExitCode.VIOLATION
     report = json.loads(capsys.readouterr().out)["policy"]
     assert rule in {v["policy"] for v in report["violations"] if v["level"] == "mandatory"}
 
@@ -140,7 +141,7 @@ def test_policy_config_can_downgrade_a_rule(
     plan = write(tmp_path, doc)
     config = tmp_path / "policy.json"
     config.write_text(json.dumps({"gke-shielded-nodes-enabled": {"enforcementLevel": "advisory"}}))
-    assert main(["policy", "check", plan, "--policy-config", str(config)]) == EXIT_OK
+    assert main(["policy", "check", plan, "--policy-config", str(config)]) == ExitCode.OK
     assert "[advisory]  gke-shielded-nodes-enabled" in capsys.readouterr().out
 
 
@@ -148,26 +149,26 @@ def test_bad_inputs_exit_2_with_a_clear_message(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     missing = str(tmp_path / "missing.json")
-    assert main(["policy", "check", missing]) == EXIT_USER_ERROR
+    assert main(["policy", "check", missing]) == ExitCode.USER_ERROR
     assert "cannot read" in capsys.readouterr().err
 
     broken = tmp_path / "broken.json"
     broken.write_text("{not json")
-    assert main(["policy", "check", str(broken)]) == EXIT_USER_ERROR
+    assert main(["policy", "check", str(broken)]) == ExitCode.USER_ERROR
     assert "not JSON" in capsys.readouterr().err
 
     other = write(tmp_path, {"hello": "world"}, "other.json")
-    assert main(["policy", "check", other]) == EXIT_USER_ERROR
+    assert main(["policy", "check", other]) == ExitCode.USER_ERROR
     assert "not a plan" in capsys.readouterr().err
 
     config = tmp_path / "cfg.json"
     config.write_text(json.dumps({"gke-nope": "advisory"}))
-    assert main(["plan", "--stack", "dev", "--policy-config", str(config)]) == EXIT_USER_ERROR
+    assert main(["plan", "--stack", "dev", "--policy-config", str(config)]) == ExitCode.USER_ERROR
     assert "gke-nope: no policy of that name" in capsys.readouterr().err
 
 
 def test_no_policy_skips_the_pack(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["plan", "--stack", "dev", "--format", "json", "--no-policy"]) == EXIT_OK
+    assert main(["plan", "--stack", "dev", "--format", "json", "--no-policy"]) == ExitCode.OK
     assert "policy" not in json.loads(capsys.readouterr().out)
 
 
@@ -186,5 +187,5 @@ def test_module_entry_point_reads_stdin(capsys: pytest.CaptureFixture[str]) -> N
         timeout=120,
         check=False,
     )
-    assert done.returncode == EXIT_VIOLATION, done.stderr
+    assert done.returncode == ExitCode.VIOLATION, done.stderr
     assert "[mandatory]  gke-private-nodes-enabled" in done.stdout
