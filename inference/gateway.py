@@ -11,6 +11,7 @@ from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 from gke_inference.core.components import child_options
 from gke_inference.core.settings import GatewaySettings
 from gke_inference.inference.cluster_addons import GATEWAY_ACCESS_LABEL
+from gke_inference.inference.inference_extension import POOL_GROUP
 
 GATEWAY_CLASSES = {
     "internal": "gke-l7-rilb",  # regional internal Application Load Balancer
@@ -61,7 +62,7 @@ def backend_policy_spec(
     target_kind: str, target_name: str, timeout_seconds: int, iap: bool
 ) -> dict[str, object]:
     """GCPBackendPolicy spec for a model backend: long timeouts for streamed tokens."""
-    group = "inference.networking.k8s.io" if target_kind == "InferencePool" else ""
+    group = POOL_GROUP if target_kind == "InferencePool" else ""
     default: dict[str, object] = {
         "timeoutSec": timeout_seconds,
         "logging": {"enabled": True, "sampleRate": 100000},

@@ -20,7 +20,8 @@ from gke_inference.core.components import child_options
 EXTENSION_VERSION = "v1.5.0"
 OBJECTIVE_GROUP = "inference.networking.x-k8s.io"
 OBJECTIVE_VERSION = "v1alpha2"
-POOL_GROUP = "inference.networking.k8s.io"
+POOL_GROUP = "inference.networking.k8s.io"  # GKE serves InferencePool itself
+POOL_VERSION = "v1"
 
 _DNS_SUBDOMAIN = r"^$|^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 

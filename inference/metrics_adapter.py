@@ -18,11 +18,11 @@ from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
 from gke_inference.core.components import child_options
 from gke_inference.inference.workload_identity import ksa_principal
+from gke_inference.platform.cluster import MANAGED_COMPONENTS_TAINT
 
 NAMESPACE = "custom-metrics"
 SERVICE_ACCOUNT = "custom-metrics-stackdriver-adapter"
 APP_LABELS = {"app.kubernetes.io/name": SERVICE_ACCOUNT}
-SYSTEM_POOL_TOLERATION = "components.gke.io/gke-managed-components"
 
 # API group/version -> served by this adapter.
 API_SERVICES = (
@@ -144,7 +144,10 @@ class MetricsAdapter(pulumi.ComponentResource):
         tolerations = (
             [
                 k8s.core.v1.TolerationArgs(
-                    key=SYSTEM_POOL_TOLERATION, operator="Equal", value="true", effect="NoSchedule"
+                    key=MANAGED_COMPONENTS_TAINT,
+                    operator="Equal",
+                    value="true",
+                    effect="NoSchedule",
                 )
             ]
             if args.on_system_pool

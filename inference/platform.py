@@ -24,8 +24,8 @@ from gke_inference.inference.observability import (
     InferenceObservability,
     InferenceObservabilityArgs,
 )
-from gke_inference.inference.workload_identity import project_number
 from gke_inference.platform.base import BasePlatform
+from gke_inference.platform.identity import project_number
 from gke_inference.platform.kubeconfig import kubernetes_provider
 
 

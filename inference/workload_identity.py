@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import pulumi
-from pulumi_gcp import organizations
-
-
-def project_number(project: pulumi.Input[str]) -> pulumi.Output[str]:
-    return organizations.get_project_output(project_id=project).number
 
 
 def ksa_principal(

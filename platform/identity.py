@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
-from pulumi_gcp import projects, serviceaccount
+from pulumi_gcp import organizations, projects, serviceaccount
 
 from gke_inference.core.components import child_options
 
@@ -14,6 +14,11 @@ from gke_inference.core.components import child_options
 # granted per repository by the registry (ArtifactRegistry.grant_read), not
 # project-wide.
 NODE_ROLES = ("roles/container.defaultNodeServiceAccount",)
+
+
+def project_number(project: pulumi.Input[str]) -> pulumi.Output[str]:
+    """The project's number: service agents and Workload Identity principals are named by it."""
+    return organizations.get_project_output(project_id=project).number
 
 
 @dataclass

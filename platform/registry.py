@@ -8,17 +8,7 @@ import pulumi
 from pulumi_gcp import artifactregistry
 
 from gke_inference.core.components import child_options
-from gke_inference.core.settings import RegistrySettings
-
-# Upstreams a remote repository can proxy. Docker Hub is a known public
-# repository; the others are custom upstream URIs.
-_UPSTREAMS: dict[str, str | None] = {
-    "docker-hub": None,
-    "registry-k8s": "https://registry.k8s.io",
-    "ghcr": "https://ghcr.io",
-    "nvcr": "https://nvcr.io",
-    "quay": "https://quay.io",
-}
+from gke_inference.core.settings import UPSTREAM_HOSTS, RegistrySettings
 
 
 @dataclass
@@ -79,15 +69,15 @@ class ArtifactRegistry(pulumi.ComponentResource):
         self.url = images.repository_id.apply(lambda r: f"{host}/{r}")
         self.remote_urls = {}
         for remote in s.remotes:
-            upstream = _UPSTREAMS[remote.upstream]
+            # Docker Hub is a known public repository; the others are custom upstream URIs.
             docker = (
                 artifactregistry.RepositoryRemoteRepositoryConfigDockerRepositoryArgs(
                     public_repository="DOCKER_HUB"
                 )
-                if upstream is None
+                if remote.upstream == "docker-hub"
                 else artifactregistry.RepositoryRemoteRepositoryConfigDockerRepositoryArgs(
                     custom_repository=artifactregistry.RepositoryRemoteRepositoryConfigDockerRepositoryCustomRepositoryArgs(
-                        uri=upstream
+                        uri=f"https://{UPSTREAM_HOSTS[remote.upstream]}"
                     )
                 )
             )

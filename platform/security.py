@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
-from pulumi_gcp import binaryauthorization, kms, organizations
+from pulumi_gcp import binaryauthorization, kms
 
 from gke_inference.core.components import child_options
+from gke_inference.platform.identity import project_number
 
 SECONDS_PER_DAY = 86_400
 
@@ -52,7 +53,7 @@ class SecretsEncryption(pulumi.ComponentResource):
         )
         # The GKE service agent encrypts and decrypts with the key on the
         # cluster's behalf; nobody else is granted anything.
-        number = organizations.get_project_output(project_id=args.project).number
+        number = project_number(args.project)
         agent = number.apply(
             lambda n: f"serviceAccount:service-{n}@container-engine-robot.iam.gserviceaccount.com"
         )

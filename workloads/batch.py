@@ -28,60 +28,33 @@ from gke_inference.core.components import child_options
 from gke_inference.workloads.platform_ref import PlatformRef
 from gke_inference.workloads.pods import (
     SERVER_PORT,
-    VLLM_IMAGES,
+    WORKER_UID,
     container_security,
     fuse_annotations,
     fuse_volume,
-    image_tag,
+    model_volume,
     node_selector,
     pod_security,
     prefetch_sidecar,
-    remote_image,
     scratch_volumes,
+    server_image,
     server_labels,
     service_account_with_bucket_access,
     vllm_container,
+    worker_image,
 )
 from gke_inference.workloads.sizing import Sizing, startup_seconds
 from gke_inference.workloads.spec import WorkloadSpec
 
-# The gke-inference-worker image (worker/), pushed to the platform's Artifact
-# Registry by worker/cloudbuild.yaml; its version is worker/pyproject.toml's.
-WORKER_IMAGE_NAME = "gke-inference-worker"
-WORKER_IMAGE_TAG = "0.1.0"
-WORKER_UID = 65532  # the image's user
 INPUT_DIR = "/data/input"
 OUTPUT_DIR = "/data/output"
 EXIT_CONFIG = 2  # worker/README.md: configuration error, the same for every index
-
-
-def worker_image(platform: PlatformRef, override: str | None) -> str:
-    return override or f"{platform.artifact_registry}/{WORKER_IMAGE_NAME}:{WORKER_IMAGE_TAG}"
 
 
 def split_gcs(uri: str) -> tuple[str, str]:
     """``gs://bucket/a/b/`` -> (``bucket``, ``a/b``)."""
     bucket, _, prefix = uri.removeprefix("gs://").partition("/")
     return bucket, prefix.strip("/")
-
-
-def data_volume(
-    name: str, bucket: pulumi.Input[str], prefix: str, read_only: bool, uid: int
-) -> VolumeArgs:
-    """A FUSE mount of one bucket prefix for the worker (no file cache: each file is read once)."""
-    options = ["implicit-dirs"]
-    if prefix:
-        options.append(f"only-dir:{prefix}")
-    if not read_only:
-        options += [f"uid={uid}", f"gid={uid}"]
-    return VolumeArgs(
-        name=name,
-        csi=k8s.core.v1.CSIVolumeSourceArgs(
-            driver="gcsfuse.csi.storage.gke.io",
-            read_only=read_only,
-            volume_attributes={"bucketName": bucket, "mountOptions": ",".join(options)},
-        ),
-    )
 
 
 def as_native_sidecar(container: ContainerArgs) -> ContainerArgs:
@@ -115,13 +88,8 @@ class BatchInference(pulumi.ComponentResource):
         k8s_opts = child_options(self, opts)
         namespace = platform.workload_namespace
         workload = spec.name
-        image_ref = spec.server.image or VLLM_IMAGES[spec.server.type]
-        server_image = (
-            pulumi.Output.from_input(spec.server.image)
-            if spec.server.image
-            else remote_image(platform, image_ref)
-        )
-        labels = server_labels(workload, "batch", image_tag(image_ref))
+        image, tag = server_image(spec, platform)
+        labels = server_labels(workload, "batch", tag)
         input_bucket, input_prefix = split_gcs(batch.input)
         output_bucket, output_prefix = split_gcs(batch.output)
 
@@ -133,10 +101,7 @@ class BatchInference(pulumi.ComponentResource):
             self,
             k8s_opts,
         )
-        model_dir = (
-            sizing.model_path.removeprefix("/models/") if sizing.model_path != "/models" else ""
-        )
-        server = as_native_sidecar(vllm_container(sizing, server_image))
+        server = as_native_sidecar(vllm_container(sizing, image))
         worker = ContainerArgs(
             name="worker",
             image=worker_image(platform, batch.worker_image),
@@ -209,12 +174,20 @@ class BatchInference(pulumi.ComponentResource):
                         termination_grace_period_seconds=60,
                         node_selector=node_selector(sizing),
                         security_context=pod_security(),
-                        init_containers=[prefetch_sidecar(server_image, sizing), server],
+                        init_containers=[prefetch_sidecar(image, sizing), server],
                         containers=[worker],
                         volumes=[
-                            fuse_volume("model", platform.model_bucket, model_dir, read_only=True),
-                            data_volume("input", input_bucket, input_prefix, True, WORKER_UID),
-                            data_volume("output", output_bucket, output_prefix, False, WORKER_UID),
+                            model_volume(platform, sizing),
+                            fuse_volume(
+                                "input", input_bucket, only_dir=input_prefix, read_only=True
+                            ),
+                            fuse_volume(
+                                "output",
+                                output_bucket,
+                                only_dir=output_prefix,
+                                read_only=False,
+                                uid=WORKER_UID,
+                            ),
                             VolumeArgs(
                                 name="worker-tmp",
                                 empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="1Gi"),

@@ -37,12 +37,13 @@ from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
 
 from gke_inference.core.components import child_options
 from gke_inference.inference.compute_classes import COMPUTE_CLASS_LABEL
-from gke_inference.workloads.batch import data_volume
 from gke_inference.workloads.platform_ref import PlatformRef
 from gke_inference.workloads.pods import (
+    cluster_service,
     container_security,
     fuse_annotations,
     fuse_volume,
+    gcp_labels,
     labels_for,
     pod_security,
     scratch_volumes,
@@ -50,7 +51,6 @@ from gke_inference.workloads.pods import (
 )
 from gke_inference.workloads.routing import expose_on_gateway
 from gke_inference.workloads.spec import WorkloadSpec
-from gke_inference.workloads.streaming import gcp_labels
 
 RUN_AS = 10000
 MODEL_PREFIX = "comfyui"
@@ -198,10 +198,23 @@ class ComfyUI(pulumi.ComponentResource):
                         security_context=pod_security(RUN_AS),
                         containers=[container],
                         volumes=[
-                            fuse_volume("model", platform.model_bucket, MODEL_PREFIX, True),
-                            data_volume("input", input_bucket.name, "", False, RUN_AS),
-                            data_volume("output", output_bucket.name, "output", False, RUN_AS),
-                            data_volume("user", output_bucket.name, "user", False, RUN_AS),
+                            fuse_volume(
+                                "model",
+                                platform.model_bucket,
+                                only_dir=MODEL_PREFIX,
+                                read_only=True,
+                                cached=True,
+                            ),
+                            *(
+                                fuse_volume(
+                                    volume, bucket, only_dir=prefix, read_only=False, uid=RUN_AS
+                                )
+                                for volume, bucket, prefix in (
+                                    ("input", input_bucket.name, ""),
+                                    ("output", output_bucket.name, "output"),
+                                    ("user", output_bucket.name, "user"),
+                                )
+                            ),
                             VolumeArgs(
                                 name="config",
                                 config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(
@@ -215,15 +228,13 @@ class ComfyUI(pulumi.ComponentResource):
             ),
             opts=child_options(self, opts, depends_on=[account, config]),
         )
-        k8s.core.v1.Service(
-            f"{name}-service",
-            metadata=ObjectMetaArgs(name=workload, namespace=namespace, labels=labels),
-            spec=k8s.core.v1.ServiceSpecArgs(
-                type="ClusterIP",
-                selector=selector,
-                ports=[k8s.core.v1.ServicePortArgs(name="http", port=port, target_port="http")],
-            ),
-            opts=child_options(self, opts, depends_on=[deployment]),
+        cluster_service(
+            name,
+            ObjectMetaArgs(name=workload, namespace=namespace, labels=labels),
+            selector,
+            port,
+            "http",
+            child_options(self, opts, depends_on=[deployment]),
         )
         self._expose(name, spec, platform, labels, port, k8s_opts)
         k8s.networking.v1.NetworkPolicy(

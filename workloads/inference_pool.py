@@ -11,6 +11,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
 
+from gke_inference.inference.inference_extension import OBJECTIVE_GROUP, POOL_GROUP, POOL_VERSION
 from gke_inference.workloads.pods import SERVER_PORT, container_security, pod_security
 
 EPP_IMAGE = "gateway-api-inference-extension/epp:v1.5.0"  # on registry.k8s.io
@@ -46,12 +47,12 @@ class InferencePoolRouting:
                     api_groups=[""], resources=["pods"], verbs=["get", "list", "watch"]
                 ),
                 k8s.rbac.v1.PolicyRuleArgs(
-                    api_groups=["inference.networking.k8s.io"],
+                    api_groups=[POOL_GROUP],
                     resources=["inferencepools"],
                     verbs=["get", "list", "watch"],
                 ),
                 k8s.rbac.v1.PolicyRuleArgs(
-                    api_groups=["inference.networking.x-k8s.io"],
+                    api_groups=[OBJECTIVE_GROUP],
                     resources=["inferenceobjectives"],
                     verbs=["get", "list", "watch"],
                 ),
@@ -139,7 +140,7 @@ class InferencePoolRouting:
         )
         k8s.apiextensions.CustomResource(
             f"{name}-pool",
-            api_version="inference.networking.k8s.io/v1",
+            api_version=f"{POOL_GROUP}/{POOL_VERSION}",
             kind="InferencePool",
             metadata=ObjectMetaArgs(name=workload, namespace=namespace, labels=labels),
             spec={

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
-from pulumi_gcp import organizations, secretmanager
+from pulumi_gcp import secretmanager
 from pulumi_kubernetes.core.v1 import (
     ContainerArgs,
     EnvVarArgs,
@@ -47,6 +47,7 @@ from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
 from gke_inference.core.components import child_options
 from gke_inference.inference.workload_identity import ksa_principal
+from gke_inference.platform.identity import project_number
 from gke_inference.workloads.kinds import Deployment
 from gke_inference.workloads.platform_ref import PlatformRef
 from gke_inference.workloads.pods import (
@@ -170,7 +171,7 @@ class ModelDownload(pulumi.ComponentResource):
         grants: list[pulumi.Resource] = [account]
         secret = spec.hugging_face_token_secret
         if secret:
-            number = organizations.get_project_output(project_id=platform.project_id).number
+            number = project_number(platform.project_id)
             grants.append(
                 secretmanager.SecretIamMember(
                     f"{name}-token-accessor",

@@ -14,7 +14,6 @@ from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
-from pulumi_gcp import organizations
 from pulumi_kubernetes.core.v1 import (
     ContainerArgs,
     ContainerPortArgs,
@@ -27,11 +26,14 @@ from pulumi_kubernetes.core.v1 import (
 )
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
+from gke_inference.core.settings import UPSTREAM_HOSTS, Upstream
 from gke_inference.inference.cluster_addons import MODEL_SERVER_LABEL
 from gke_inference.inference.compute_classes import COMPUTE_CLASS_LABEL
 from gke_inference.inference.model_storage import grant_bucket_access
+from gke_inference.platform.identity import project_number
 from gke_inference.workloads.platform_ref import PlatformRef
 from gke_inference.workloads.sizing import MODEL_MOUNT, Sizing, startup_seconds
+from gke_inference.workloads.spec import WorkloadSpec
 
 SERVER_PORT = 8000
 RUN_AS = 1000
@@ -56,6 +58,27 @@ FUSE_MOUNT_OPTIONS = (
 PREFETCH_PARALLELISM = 16
 
 
+# The gke-inference-worker image (worker/), pushed to the platform's Artifact
+# Registry by worker/cloudbuild.yaml; its version is worker/pyproject.toml's.
+WORKER_IMAGE_NAME = "gke-inference-worker"
+WORKER_IMAGE_TAG = "0.1.0"
+WORKER_UID = 65532  # the image's user
+
+
+def worker_image(platform: PlatformRef, override: str | None) -> str:
+    return override or f"{platform.artifact_registry}/{WORKER_IMAGE_NAME}:{WORKER_IMAGE_TAG}"
+
+
+def gcp_labels(spec: WorkloadSpec, environment: str) -> dict[str, str]:
+    """Labels for the workload's Google Cloud resources (``environment`` is required by policy)."""
+    return {
+        "environment": environment,
+        "workload": spec.name,
+        "workload-kind": spec.kind,
+        "managed-by": "pulumi",
+    }
+
+
 def labels_for(name: str, kind: str) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": name,
@@ -64,17 +87,7 @@ def labels_for(name: str, kind: str) -> dict[str, str]:
     }
 
 
-# Upstream registry of each remote repository kind (platform registry.remotes).
-UPSTREAM_HOSTS = {
-    "docker-hub": "docker.io",
-    "registry-k8s": "registry.k8s.io",
-    "ghcr": "ghcr.io",
-    "nvcr": "nvcr.io",
-    "quay": "quay.io",
-}
-
-
-def remote_image(platform: PlatformRef, image: str, upstream: str = "docker-hub") -> str:
+def remote_image(platform: PlatformRef, image: str, upstream: Upstream = "docker-hub") -> str:
     """``repo/name:tag`` of an upstream registry -> the same image via the platform's
     pull-through remote repository (scanned, cached, allowed by Binary Authorization);
     the upstream itself when the environment has no such remote."""
@@ -92,12 +105,26 @@ def fuse_annotations() -> dict[str, str]:
     }
 
 
-def fuse_volume(name: str, bucket: pulumi.Input[str], only_dir: str, read_only: bool) -> VolumeArgs:
-    options = list(FUSE_MOUNT_OPTIONS)
+def fuse_volume(
+    name: str,
+    bucket: pulumi.Input[str],
+    *,
+    only_dir: str = "",
+    read_only: bool,
+    uid: int = RUN_AS,
+    cached: bool = False,
+) -> VolumeArgs:
+    """A Cloud Storage FUSE mount of ``bucket`` (of its ``only_dir`` prefix, when given).
+
+    ``cached``: model weights, read-mostly (FUSE_MOUNT_OPTIONS); otherwise each
+    file is read once (data, outputs) and no cache is worth its memory. A
+    writable mount is owned by ``uid``.
+    """
+    options = list(FUSE_MOUNT_OPTIONS if cached else ("implicit-dirs",))
     if only_dir:
         options.append(f"only-dir:{only_dir}")
     if not read_only:
-        options = ["implicit-dirs", f"uid={RUN_AS}", f"gid={RUN_AS}"]
+        options += [f"uid={uid}", f"gid={uid}"]
     return VolumeArgs(
         name=name,
         csi=k8s.core.v1.CSIVolumeSourceArgs(
@@ -105,6 +132,42 @@ def fuse_volume(name: str, bucket: pulumi.Input[str], only_dir: str, read_only: 
             read_only=read_only,
             volume_attributes={"bucketName": bucket, "mountOptions": ",".join(options)},
         ),
+    )
+
+
+def model_volume(platform: PlatformRef, sizing: Sizing) -> VolumeArgs:
+    """The weights: the model's folder of the platform model bucket, read-only and cached."""
+    model_dir = sizing.model_path.removeprefix("/models/") if sizing.model_path != "/models" else ""
+    return fuse_volume(
+        "model", platform.model_bucket, only_dir=model_dir, read_only=True, cached=True
+    )
+
+
+def server_image(spec: WorkloadSpec, platform: PlatformRef) -> tuple[str, str]:
+    """The vLLM image to pull (the spec's own, or the pinned one through the platform's
+    Docker Hub remote) and its tag (for the version label)."""
+    ref = spec.server.image or VLLM_IMAGES[spec.server.type]
+    return spec.server.image or remote_image(platform, ref), image_tag(ref)
+
+
+def cluster_service(
+    name: str,
+    metadata: ObjectMetaArgs,
+    selector: dict[str, str],
+    port: int,
+    target_port: str,
+    opts: pulumi.ResourceOptions,
+) -> k8s.core.v1.Service:
+    """A ClusterIP Service: the gateway's backend and the in-cluster endpoint."""
+    return k8s.core.v1.Service(
+        f"{name}-service",
+        metadata=metadata,
+        spec=k8s.core.v1.ServiceSpecArgs(
+            type="ClusterIP",
+            selector=selector,
+            ports=[k8s.core.v1.ServicePortArgs(name="http", port=port, target_port=target_port)],
+        ),
+        opts=opts,
     )
 
 
@@ -268,7 +331,7 @@ def service_account_with_bucket_access(
         automount_service_account_token=False,
         opts=k8s_opts,
     )
-    number = organizations.get_project_output(project_id=platform.project_id).number
+    number = project_number(platform.project_id)
     for index, (bucket, access) in enumerate(buckets):
         grant_bucket_access(
             f"{name}-bucket-{access}-{index}",

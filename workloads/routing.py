@@ -13,10 +13,8 @@ import pulumi_kubernetes as k8s
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
 from gke_inference.inference.gateway import backend_policy_spec
+from gke_inference.inference.inference_extension import POOL_GROUP
 from gke_inference.workloads.platform_ref import PlatformRef
-
-BACKEND_TIMEOUT_SECONDS = 3600  # long enough for streamed completions
-POOL_GROUP = "inference.networking.k8s.io"
 
 
 def expose_on_gateway(
@@ -31,8 +29,11 @@ def expose_on_gateway(
     port: int,
     health_path: str,
     opts: pulumi.ResourceOptions,
-    timeout_seconds: int = BACKEND_TIMEOUT_SECONDS,
+    timeout_seconds: int | None = None,
 ) -> None:
+    """``timeout_seconds`` defaults to the environment's gateway backend timeout
+    (platform setting inference.gateway.backendTimeoutSeconds); a workload may ask
+    for less, never for more."""
     namespace = platform.workload_namespace
     group = POOL_GROUP if backend_kind == "InferencePool" else ""
     backend: dict[str, object] = {"name": backend_name}
@@ -69,7 +70,10 @@ def expose_on_gateway(
         spec=backend_policy_spec(
             backend_kind,
             backend_name,
-            timeout_seconds,
+            min(
+                timeout_seconds or platform.gateway_backend_timeout_seconds,
+                platform.gateway_backend_timeout_seconds,
+            ),
             iap=platform.gateway_exposure == "external",
         ),
         opts=opts,

@@ -19,12 +19,15 @@
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
-from pulumi_gcp import organizations, pubsub
+from pulumi_gcp import pubsub
 from pulumi_kubernetes.core.v1 import (
     ContainerArgs,
     ContainerPortArgs,
@@ -39,10 +42,17 @@ from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
 
 from gke_inference.core.components import child_options
 from gke_inference.inference.workload_identity import ksa_principal
-from gke_inference.workloads.batch import WORKER_UID, worker_image
+from gke_inference.platform.identity import project_number
+from gke_inference.workloads.autoscaling import Rate, autoscale, hpa_spec
 from gke_inference.workloads.online import OnlineInference, OnlineInferenceArgs
 from gke_inference.workloads.platform_ref import PlatformRef
-from gke_inference.workloads.pods import container_security, pod_security
+from gke_inference.workloads.pods import (
+    WORKER_UID,
+    container_security,
+    gcp_labels,
+    pod_security,
+    worker_image,
+)
 from gke_inference.workloads.sizing import Sizing, startup_seconds
 from gke_inference.workloads.spec import StreamingSettings, WorkloadSpec
 
@@ -55,68 +65,34 @@ SUBSCRIBER = "roles/pubsub.subscriber"
 PUBLISHER = "roles/pubsub.publisher"
 
 
-def gcp_labels(spec: WorkloadSpec, environment: str) -> dict[str, str]:
-    """Labels for the workload's Google Cloud resources (``environment`` is required by policy)."""
-    return {
-        "environment": environment,
-        "workload": spec.name,
-        "workload-kind": spec.kind,
-        "managed-by": "pulumi",
-    }
-
-
 def backlog_hpa_spec(
     deployment: str, subscription: pulumi.Input[str], settings: StreamingSettings
 ) -> k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgs:
-    """Workers follow the undelivered messages: backlogPerWorker messages per pod."""
-    return k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgs(
-        scale_target_ref=k8s.autoscaling.v2.CrossVersionObjectReferenceArgs(
-            api_version="apps/v1", kind="Deployment", name=deployment
-        ),
+    """Workers follow the undelivered messages: backlogPerWorker messages per pod. They
+    start in seconds: follow a growing backlog at once, shrink gently (each scale-down
+    nacks held messages)."""
+    return hpa_spec(
+        deployment,
         # An HPA cannot scale to zero without an alpha feature gate.
-        min_replicas=max(1, settings.min_workers),
-        max_replicas=settings.max_workers,
-        metrics=[
-            k8s.autoscaling.v2.MetricSpecArgs(
-                type="External",
-                external=k8s.autoscaling.v2.ExternalMetricSourceArgs(
-                    metric=k8s.autoscaling.v2.MetricIdentifierArgs(
-                        name=BACKLOG_METRIC,
-                        selector=LabelSelectorArgs(
-                            match_labels={"resource.labels.subscription_id": subscription}
-                        ),
-                    ),
-                    target=k8s.autoscaling.v2.MetricTargetArgs(
-                        type="AverageValue", average_value=str(settings.backlog_per_worker)
+        max(1, settings.min_workers),
+        settings.max_workers,
+        k8s.autoscaling.v2.MetricSpecArgs(
+            type="External",
+            external=k8s.autoscaling.v2.ExternalMetricSourceArgs(
+                metric=k8s.autoscaling.v2.MetricIdentifierArgs(
+                    name=BACKLOG_METRIC,
+                    selector=LabelSelectorArgs(
+                        match_labels={"resource.labels.subscription_id": subscription}
                     ),
                 ),
-            )
-        ],
-        # Workers start in seconds: follow a growing backlog at once, shrink gently
-        # (each scale-down nacks held messages).
-        behavior=k8s.autoscaling.v2.HorizontalPodAutoscalerBehaviorArgs(
-            scale_up=k8s.autoscaling.v2.HPAScalingRulesArgs(
-                stabilization_window_seconds=0,
-                select_policy="Max",
-                policies=[
-                    k8s.autoscaling.v2.HPAScalingPolicyArgs(
-                        type="Pods", value=4, period_seconds=30
-                    ),
-                    k8s.autoscaling.v2.HPAScalingPolicyArgs(
-                        type="Percent", value=100, period_seconds=30
-                    ),
-                ],
-            ),
-            scale_down=k8s.autoscaling.v2.HPAScalingRulesArgs(
-                stabilization_window_seconds=300,
-                select_policy="Min",
-                policies=[
-                    k8s.autoscaling.v2.HPAScalingPolicyArgs(
-                        type="Percent", value=50, period_seconds=60
-                    )
-                ],
+                target=k8s.autoscaling.v2.MetricTargetArgs(
+                    type="AverageValue", average_value=str(settings.backlog_per_worker)
+                ),
             ),
         ),
+        scale_up=[Rate("Pods", 4, 30), Rate("Percent", 100, 30)],
+        scale_down=[Rate("Percent", 50, 60)],
+        scale_down_window_seconds=300,
     )
 
 
@@ -197,7 +173,7 @@ class StreamingInference(pulumi.ComponentResource):
 
         # IAM on these resources only.
         account_name = f"{workload}-worker"
-        number = organizations.get_project_output(project_id=project).number
+        number = project_number(project)
         worker = ksa_principal(project, number, namespace, account_name)
         service_agent = pulumi.Output.concat(
             "serviceAccount:service-", number, "@gcp-sa-pubsub.iam.gserviceaccount.com"
@@ -206,35 +182,20 @@ class StreamingInference(pulumi.ComponentResource):
         # Exactly these grants, each on one topic or subscription; the service
         # agent's pair is what dead-lettering needs (it forwards from the
         # subscription to the dead-letter topic).
-        topic_grants = [
-            ("worker-publisher-output", output_topic, worker),
-            ("worker-publisher-dead-letter", dead_letter_topic, worker),
-            ("service-agent-publisher-dead-letter", dead_letter_topic, service_agent),
-        ]
-        subscription_grants = [
-            ("worker-subscriber", worker),
-            ("service-agent-subscriber", service_agent),
-        ]
-        grants: list[pulumi.Resource] = [
-            pubsub.TopicIAMMember(
-                f"{name}-{suffix}",
-                project=project,
-                topic=topic.name,
-                role=PUBLISHER,
-                member=member,
-                opts=iam_opts,
-            )
-            for suffix, topic, member in topic_grants
-        ] + [
-            pubsub.SubscriptionIAMMember(
-                f"{name}-{suffix}",
-                project=project,
-                subscription=subscription.name,
-                role=SUBSCRIBER,
-                member=member,
-                opts=iam_opts,
-            )
-            for suffix, member in subscription_grants
+        publish_on = functools.partial(pubsub.TopicIAMMember, role=PUBLISHER)
+        subscribe_on = functools.partial(pubsub.SubscriptionIAMMember, role=SUBSCRIBER)
+        table: list[tuple[Callable[..., pulumi.Resource], str, dict[str, Any], Any]] = [
+            (publish_on, "worker-publisher-output", {"topic": output_topic.name}, worker),
+            (publish_on, "worker-publisher-dead-letter", {"topic": dead_letter_topic.name}, worker),
+            (publish_on, "service-agent-publisher-dead-letter", {"topic": dead_letter_topic.name},
+             service_agent),
+            (subscribe_on, "worker-subscriber", {"subscription": subscription.name}, worker),
+            (subscribe_on, "service-agent-subscriber", {"subscription": subscription.name},
+             service_agent),
+        ]  # fmt: skip
+        grants = [
+            grant(f"{name}-{suffix}", project=project, member=member, opts=iam_opts, **target)
+            for grant, suffix, target, member in table
         ]
 
         # The model server: in-cluster only, autoscaled on its own queue depth.
@@ -321,19 +282,13 @@ class StreamingInference(pulumi.ComponentResource):
             ),
             opts=child_options(self, opts, depends_on=[account, *grants]),
         )
-        k8s.autoscaling.v2.HorizontalPodAutoscaler(
-            f"{name}-worker-hpa",
-            metadata=ObjectMetaArgs(name=account_name, namespace=namespace, labels=pod_labels),
-            spec=backlog_hpa_spec(account_name, subscription.name, settings),
-            opts=child_options(self, opts, depends_on=[deployment]),
-        )
-        k8s.policy.v1.PodDisruptionBudget(
-            f"{name}-worker-pdb",
-            metadata=ObjectMetaArgs(name=account_name, namespace=namespace, labels=pod_labels),
-            spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
-                max_unavailable=1, selector=LabelSelectorArgs(match_labels=selector)
-            ),
-            opts=k8s_opts,
+        autoscale(
+            f"{name}-worker",
+            ObjectMetaArgs(name=account_name, namespace=namespace, labels=pod_labels),
+            selector,
+            backlog_hpa_spec(account_name, subscription.name, settings),
+            hpa_opts=child_options(self, opts, depends_on=[deployment]),
+            pdb_opts=k8s_opts,
         )
         k8s.apiextensions.CustomResource(
             f"{name}-worker-metrics",

@@ -9,6 +9,12 @@ Identity, no public control plane. A production stack (``environment: prod``
 or ``production: true``) must also keep secrets encryption, deletion
 protection and Binary Authorization on: turning them off there is an error,
 not a silent downgrade.
+
+Over 500 lines because it is one schema: every section of the stack config,
+and the cross-field rules that tie sections together, in the order of the
+README's settings table, so the two can be checked against each other in one
+sitting. Its parts are small models; splitting them would scatter the one
+document they describe.
 """
 
 from __future__ import annotations
@@ -24,11 +30,12 @@ from typing import Annotated, Any, Literal
 import pydantic
 from pydantic import Field
 
+from gke_inference.core.contract import PLATFORM_PROJECT
 from gke_inference.core.errors import Problem, SettingsError
 from gke_inference.core.validation import StrictModel, describe_pattern, format_path, problems_from
 from gke_inference.inference import catalog
 
-PROJECT_NAMESPACE = "gke-inference"
+PROJECT_NAMESPACE = PLATFORM_PROJECT  # config keys are <project>:<key>
 
 _PROJECT_ID = describe_pattern(
     r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$",
@@ -162,9 +169,22 @@ class SecuritySettings(StrictModel):
     enable_apis: bool = True
 
 
+Upstream = Literal["docker-hub", "registry-k8s", "ghcr", "nvcr", "quay"]
+
+#: The registry host behind each upstream a remote repository can proxy: the
+#: registry creates the remotes from it, workloads name images through it.
+UPSTREAM_HOSTS: dict[Upstream, str] = {
+    "docker-hub": "docker.io",
+    "registry-k8s": "registry.k8s.io",
+    "ghcr": "ghcr.io",
+    "nvcr": "nvcr.io",
+    "quay": "quay.io",
+}
+
+
 class RemoteRepository(StrictModel):
     name: str = Field(pattern=_DNS_LABEL, max_length=63)
-    upstream: Literal["docker-hub", "registry-k8s", "ghcr", "nvcr", "quay"]
+    upstream: Upstream
 
 
 class RegistrySettings(StrictModel):
@@ -361,7 +381,7 @@ class PlatformSettings(StrictModel):
             **self.labels,
             "environment": self.environment,
             "managed-by": "pulumi",
-            "platform": "gke-inference",
+            "platform": PLATFORM_PROJECT,
         }
 
 

@@ -1,0 +1,130 @@
+"""Autoscaling and disruption budgets for the Deployments of every workload kind.
+
+One shape serves both scalers: an HPA on one metric that scales up at once
+(``select_policy: Max``) and down through a stabilization window
+(``select_policy: Min``), and a PodDisruptionBudget that lets one pod go at a
+time. The rates differ on purpose, so they are arguments: a model server costs
+minutes of weight loading per new replica, a streaming worker seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
+
+from gke_inference.workloads.spec import WorkloadSpec
+
+# HPA metric per spec choice: Cloud Monitoring name of the Managed Prometheus
+# series (through the custom metrics adapter), and the default per-pod target.
+VLLM_HPA_METRICS: dict[str, tuple[str, float]] = {
+    "queue-depth": ("prometheus.googleapis.com|vllm:num_requests_waiting|gauge", 10),
+    "kv-cache": ("prometheus.googleapis.com|vllm:kv_cache_usage_perc|gauge", 0.8),
+    "requests-per-second": ("prometheus.googleapis.com|vllm:request_success_total|counter", 5),
+    "running-requests": ("prometheus.googleapis.com|vllm:num_requests_running|gauge", 32),
+}
+
+
+@dataclass(frozen=True)
+class Rate:
+    """At most ``value`` pods (or percent of the current replicas) per ``period_seconds``."""
+
+    type: str  # "Pods" | "Percent"
+    value: int
+    period_seconds: int
+
+    def policy(self) -> k8s.autoscaling.v2.HPAScalingPolicyArgs:
+        return k8s.autoscaling.v2.HPAScalingPolicyArgs(
+            type=self.type, value=self.value, period_seconds=self.period_seconds
+        )
+
+
+def quantity(value: float) -> str:
+    """A Kubernetes quantity for an HPA target (0.8 -> "800m")."""
+    return str(int(value)) if float(value).is_integer() else f"{round(value * 1000)}m"
+
+
+def hpa_spec(
+    deployment: str,
+    min_replicas: int,
+    max_replicas: int,
+    metric: k8s.autoscaling.v2.MetricSpecArgs,
+    *,
+    scale_up: Sequence[Rate],
+    scale_down: Sequence[Rate],
+    scale_down_window_seconds: int,
+) -> k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgs:
+    return k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgs(
+        scale_target_ref=k8s.autoscaling.v2.CrossVersionObjectReferenceArgs(
+            api_version="apps/v1", kind="Deployment", name=deployment
+        ),
+        min_replicas=min_replicas,
+        max_replicas=max_replicas,
+        metrics=[metric],
+        behavior=k8s.autoscaling.v2.HorizontalPodAutoscalerBehaviorArgs(
+            scale_up=k8s.autoscaling.v2.HPAScalingRulesArgs(
+                stabilization_window_seconds=0,
+                select_policy="Max",
+                policies=[rate.policy() for rate in scale_up],
+            ),
+            scale_down=k8s.autoscaling.v2.HPAScalingRulesArgs(
+                stabilization_window_seconds=scale_down_window_seconds,
+                select_policy="Min",
+                policies=[rate.policy() for rate in scale_down],
+            ),
+        ),
+    )
+
+
+def vllm_hpa_spec(
+    deployment: str, spec: WorkloadSpec
+) -> k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgs:
+    """A model server scales on the vLLM metric of ``spec.scaling``: up at once (a queue is
+    already latency), down slowly (a new replica costs minutes of model loading)."""
+    scaling = spec.scaling
+    metric, default_target = VLLM_HPA_METRICS[scaling.metric]
+    target = scaling.target if scaling.target is not None else default_target
+    return hpa_spec(
+        deployment,
+        scaling.min_replicas,
+        scaling.max_replicas,
+        k8s.autoscaling.v2.MetricSpecArgs(
+            type="Pods",
+            pods=k8s.autoscaling.v2.PodsMetricSourceArgs(
+                metric=k8s.autoscaling.v2.MetricIdentifierArgs(name=metric),
+                target=k8s.autoscaling.v2.MetricTargetArgs(
+                    type="AverageValue", average_value=quantity(target)
+                ),
+            ),
+        ),
+        scale_up=[Rate("Pods", 2, 60), Rate("Percent", 100, 60)],
+        scale_down=[Rate("Pods", 1, 120)],
+        scale_down_window_seconds=scaling.scale_down_stabilization_seconds,
+    )
+
+
+def autoscale(
+    name: str,
+    metadata: ObjectMetaArgs,
+    selector: dict[str, str],
+    spec: k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgs,
+    *,
+    hpa_opts: pulumi.ResourceOptions,
+    pdb_opts: pulumi.ResourceOptions,
+) -> None:
+    """``<name>-hpa`` with ``spec`` and ``<name>-pdb``: voluntary disruptions take one pod
+    at a time."""
+    k8s.autoscaling.v2.HorizontalPodAutoscaler(
+        f"{name}-hpa", metadata=metadata, spec=spec, opts=hpa_opts
+    )
+    k8s.policy.v1.PodDisruptionBudget(
+        f"{name}-pdb",
+        metadata=metadata,
+        spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+            max_unavailable=1, selector=LabelSelectorArgs(match_labels=selector)
+        ),
+        opts=pdb_opts,
+    )
