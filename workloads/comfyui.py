@@ -48,6 +48,7 @@ from gke_inference.workloads.pods import (
     pod_security,
     scratch_volumes,
     service_account_with_bucket_access,
+    service_url,
 )
 from gke_inference.workloads.routing import expose_on_gateway
 from gke_inference.workloads.spec import WorkloadSpec
@@ -265,9 +266,7 @@ class ComfyUI(pulumi.ComponentResource):
         )
         self.input_bucket = input_bucket.name
         self.output_bucket = output_bucket.name
-        self.url = pulumi.Output.concat(
-            "http://", workload, ".", namespace, ".svc.cluster.local:", str(port)
-        )
+        self.url = pulumi.Output.from_input(service_url(workload, namespace, port))
         self.register_outputs(
             {"inputBucket": self.input_bucket, "outputBucket": self.output_bucket, "url": self.url}
         )

@@ -14,16 +14,12 @@ from gke_inference.workloads.platform_ref import PlatformRef
 from gke_inference.workloads.pods import (
     SERVER_PORT,
     cluster_service,
-    fuse_annotations,
-    model_volume,
-    node_selector,
-    pod_security,
-    prefetch_sidecar,
+    model_server_pod,
     remote_image,
-    scratch_volumes,
     server_image,
     server_labels,
     service_account_with_bucket_access,
+    service_url,
     vllm_container,
 )
 from gke_inference.workloads.routing import expose_on_gateway
@@ -71,22 +67,14 @@ class OnlineInference(pulumi.ComponentResource):
                     ),
                 ),
                 progress_deadline_seconds=3600,
-                template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=ObjectMetaArgs(labels=labels, annotations=fuse_annotations()),
-                    spec=k8s.core.v1.PodSpecArgs(
-                        service_account_name=workload,
-                        automount_service_account_token=False,
-                        priority_class_name="high",
-                        termination_grace_period_seconds=60,
-                        node_selector=node_selector(sizing),
-                        security_context=pod_security(),
-                        init_containers=[prefetch_sidecar(image, sizing)],
-                        containers=[vllm_container(sizing, image)],
-                        volumes=[
-                            model_volume(platform, sizing),
-                            *scratch_volumes(shm_gib=max(1, 2 * sizing.shape.count)),
-                        ],
-                    ),
+                template=model_server_pod(
+                    workload,
+                    labels,
+                    sizing,
+                    platform,
+                    image,
+                    containers=[vllm_container(sizing, image)],
+                    priority_class_name="high",
                 ),
             ),
             opts=child_options(self, opts, depends_on=[account]),
@@ -108,9 +96,7 @@ class OnlineInference(pulumi.ComponentResource):
             hpa_opts=child_options(self, opts, depends_on=[deployment]),
             pdb_opts=k8s_opts,
         )
-        self.url = pulumi.Output.concat(
-            "http://", workload, ".", namespace, ".svc.cluster.local:", str(SERVER_PORT)
-        )
+        self.url = pulumi.Output.from_input(service_url(workload, namespace, SERVER_PORT))
         if args.expose:
             self._expose(name, spec, platform, labels, selector, k8s_opts)
         self.register_outputs({"url": self.url})

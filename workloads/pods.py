@@ -171,6 +171,11 @@ def cluster_service(
     )
 
 
+def service_url(service: str, namespace: str, port: int) -> str:
+    """The in-cluster URL of a Service's ``http`` port."""
+    return f"http://{service}.{namespace}.svc.cluster.local:{port}"
+
+
 def scratch_volumes(shm_gib: int) -> list[VolumeArgs]:
     """/tmp (HOME, caches) and /dev/shm for tensor-parallel NCCL, plus the FUSE cache."""
     return [
@@ -309,6 +314,42 @@ def prefetch_sidecar(image: pulumi.Input[str], sizing: Sizing) -> ContainerArgs:
         ),
         security_context=container_security(),
         volume_mounts=[VolumeMountArgs(name="model", mount_path=MODEL_MOUNT, read_only=True)],
+    )
+
+
+def model_server_pod(
+    workload: str,
+    labels: dict[str, str],
+    sizing: Sizing,
+    platform: PlatformRef,
+    image: pulumi.Input[str],
+    *,
+    containers: list[ContainerArgs],
+    sidecars: list[ContainerArgs] | None = None,
+    volumes: list[VolumeArgs] | None = None,
+    restart_policy: str | None = None,
+    priority_class_name: str | None = None,
+) -> k8s.core.v1.PodTemplateSpecArgs:
+    """A pod on the sized compute class that reads the model through FUSE: the prefetch
+    sidecar first, then ``sidecars``; the model mount, ``volumes`` and scratch space."""
+    return k8s.core.v1.PodTemplateSpecArgs(
+        metadata=ObjectMetaArgs(labels=labels, annotations=fuse_annotations()),
+        spec=k8s.core.v1.PodSpecArgs(
+            service_account_name=workload,
+            automount_service_account_token=False,
+            restart_policy=restart_policy,
+            priority_class_name=priority_class_name,
+            termination_grace_period_seconds=60,
+            node_selector=node_selector(sizing),
+            security_context=pod_security(),
+            init_containers=[prefetch_sidecar(image, sizing), *(sidecars or [])],
+            containers=containers,
+            volumes=[
+                model_volume(platform, sizing),
+                *(volumes or []),
+                *scratch_volumes(shm_gib=max(1, 2 * sizing.shape.count)),
+            ],
+        ),
     )
 
 

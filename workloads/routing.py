@@ -8,6 +8,8 @@ path instead of the load balancer's default ``/`` on the serving port.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
@@ -43,62 +45,60 @@ def expose_on_gateway(
         backend["port"] = port
     metadata = ObjectMetaArgs(name=workload, namespace=namespace, labels=labels)
     rewrite = {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}}
-    k8s.apiextensions.CustomResource(
-        f"{name}-route",
-        api_version="gateway.networking.k8s.io/v1",
-        kind="HTTPRoute",
-        metadata=metadata,
-        spec={
-            "parentRefs": [
-                {"name": platform.gateway_name, "namespace": platform.gateway_namespace}
-            ],
-            "rules": [
-                {
-                    "matches": [{"path": {"type": "PathPrefix", "value": prefix}}],
-                    "filters": [{"type": "URLRewrite", "urlRewrite": rewrite}],
-                    "backendRefs": [backend],
-                }
-            ],
-        },
-        opts=opts,
+    timeout = min(
+        timeout_seconds or platform.gateway_backend_timeout_seconds,
+        platform.gateway_backend_timeout_seconds,
     )
-    k8s.apiextensions.CustomResource(
-        f"{name}-backend-policy",
-        api_version="networking.gke.io/v1",
-        kind="GCPBackendPolicy",
-        metadata=metadata,
-        spec=backend_policy_spec(
-            backend_kind,
-            backend_name,
-            min(
-                timeout_seconds or platform.gateway_backend_timeout_seconds,
-                platform.gateway_backend_timeout_seconds,
-            ),
-            iap=platform.gateway_exposure == "external",
-        ),
-        opts=opts,
-    )
-    k8s.apiextensions.CustomResource(
-        f"{name}-health-check",
-        api_version="networking.gke.io/v1",
-        kind="HealthCheckPolicy",
-        metadata=metadata,
-        spec={
-            "default": {
-                "checkIntervalSec": 15,
-                "timeoutSec": 5,
-                "healthyThreshold": 1,
-                "unhealthyThreshold": 3,
-                "config": {
-                    "type": "HTTP",
-                    "httpHealthCheck": {
-                        "portSpecification": "USE_FIXED_PORT",
-                        "port": port,
-                        "requestPath": health_path,
-                    },
-                },
+    health_check = {
+        "checkIntervalSec": 15,
+        "timeoutSec": 5,
+        "healthyThreshold": 1,
+        "unhealthyThreshold": 3,
+        "config": {
+            "type": "HTTP",
+            "httpHealthCheck": {
+                "portSpecification": "USE_FIXED_PORT",
+                "port": port,
+                "requestPath": health_path,
             },
-            "targetRef": {"group": group, "kind": backend_kind, "name": backend_name},
         },
-        opts=opts,
-    )
+    }
+    route = {
+        "parentRefs": [{"name": platform.gateway_name, "namespace": platform.gateway_namespace}],
+        "rules": [
+            {
+                "matches": [{"path": {"type": "PathPrefix", "value": prefix}}],
+                "filters": [{"type": "URLRewrite", "urlRewrite": rewrite}],
+                "backendRefs": [backend],
+            }
+        ],
+    }
+    objects: list[tuple[str, str, str, dict[str, Any]]] = [
+        ("route", "gateway.networking.k8s.io/v1", "HTTPRoute", route),
+        (
+            "backend-policy",
+            "networking.gke.io/v1",
+            "GCPBackendPolicy",
+            backend_policy_spec(
+                backend_kind, backend_name, timeout, iap=platform.gateway_exposure == "external"
+            ),
+        ),
+        (
+            "health-check",
+            "networking.gke.io/v1",
+            "HealthCheckPolicy",
+            {
+                "default": health_check,
+                "targetRef": {"group": group, "kind": backend_kind, "name": backend_name},
+            },
+        ),
+    ]
+    for suffix, api_version, kind, spec in objects:
+        k8s.apiextensions.CustomResource(
+            f"{name}-{suffix}",
+            api_version=api_version,
+            kind=kind,
+            metadata=metadata,
+            spec=spec,
+            opts=opts,
+        )

@@ -28,16 +28,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_gcp import pubsub
-from pulumi_kubernetes.core.v1 import (
-    ContainerArgs,
-    ContainerPortArgs,
-    EnvVarArgs,
-    HTTPGetActionArgs,
-    ProbeArgs,
-    ResourceRequirementsArgs,
-    VolumeArgs,
-    VolumeMountArgs,
-)
+from pulumi_kubernetes.core import v1 as core
 from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
 
 from gke_inference.core.components import child_options
@@ -221,41 +212,45 @@ class StreamingInference(pulumi.ComponentResource):
             opts=k8s_opts,
         )
         ready_budget = startup_seconds(sizing)  # the server may still be loading weights
-        metrics = HTTPGetActionArgs(path="/metrics", port="metrics")
-        container = ContainerArgs(
+        metrics = core.HTTPGetActionArgs(path="/metrics", port="metrics")
+        container = core.ContainerArgs(
             name="worker",
             image=worker_image(platform, settings.worker_image),
             args=["streaming"],
             env=[
-                EnvVarArgs(name="GOOGLE_CLOUD_PROJECT", value=project),
-                EnvVarArgs(name="INPUT_SUBSCRIPTION", value=subscription.id),
-                EnvVarArgs(name="OUTPUT_TOPIC", value=output_topic.id),
-                EnvVarArgs(name="DEAD_LETTER_TOPIC", value=dead_letter_topic.id),
-                EnvVarArgs(name="MODEL_ENDPOINT", value=model.url),
-                EnvVarArgs(name="MODEL_NAME", value=sizing.served_model_name),
-                EnvVarArgs(name="MAX_CONCURRENCY", value=str(settings.worker_concurrency)),
-                EnvVarArgs(name="METRICS_PORT", value=str(METRICS_PORT)),
-                EnvVarArgs(name="MODEL_READY_TIMEOUT_S", value=str(ready_budget)),
-                EnvVarArgs(name="SHUTDOWN_GRACE_S", value=str(SHUTDOWN_GRACE_SECONDS)),
-                EnvVarArgs(name="HOME", value="/tmp"),
+                core.EnvVarArgs(name="GOOGLE_CLOUD_PROJECT", value=project),
+                core.EnvVarArgs(name="INPUT_SUBSCRIPTION", value=subscription.id),
+                core.EnvVarArgs(name="OUTPUT_TOPIC", value=output_topic.id),
+                core.EnvVarArgs(name="DEAD_LETTER_TOPIC", value=dead_letter_topic.id),
+                core.EnvVarArgs(name="MODEL_ENDPOINT", value=model.url),
+                core.EnvVarArgs(name="MODEL_NAME", value=sizing.served_model_name),
+                core.EnvVarArgs(name="MAX_CONCURRENCY", value=str(settings.worker_concurrency)),
+                core.EnvVarArgs(name="METRICS_PORT", value=str(METRICS_PORT)),
+                core.EnvVarArgs(name="MODEL_READY_TIMEOUT_S", value=str(ready_budget)),
+                core.EnvVarArgs(name="SHUTDOWN_GRACE_S", value=str(SHUTDOWN_GRACE_SECONDS)),
+                core.EnvVarArgs(name="HOME", value="/tmp"),
             ],
-            ports=[ContainerPortArgs(name="metrics", container_port=METRICS_PORT, protocol="TCP")],
-            resources=ResourceRequirementsArgs(
+            ports=[
+                core.ContainerPortArgs(name="metrics", container_port=METRICS_PORT, protocol="TCP")
+            ],
+            resources=core.ResourceRequirementsArgs(
                 requests={"cpu": "500m", "memory": "512Mi"}, limits={"memory": "1Gi"}
             ),
             # /metrics is served once the model answers /health: the startup probe
             # covers the wait, then readiness and liveness watch the process.
-            startup_probe=ProbeArgs(
+            startup_probe=core.ProbeArgs(
                 http_get=metrics,
                 period_seconds=10,
                 failure_threshold=math.ceil((ready_budget + 60) / 10),
             ),
-            readiness_probe=ProbeArgs(http_get=metrics, period_seconds=10, failure_threshold=3),
-            liveness_probe=ProbeArgs(
+            readiness_probe=core.ProbeArgs(
+                http_get=metrics, period_seconds=10, failure_threshold=3
+            ),
+            liveness_probe=core.ProbeArgs(
                 http_get=metrics, period_seconds=20, timeout_seconds=5, failure_threshold=3
             ),
             security_context=container_security(WORKER_UID),
-            volume_mounts=[VolumeMountArgs(name="tmp", mount_path="/tmp")],
+            volume_mounts=[core.VolumeMountArgs(name="tmp", mount_path="/tmp")],
         )
         deployment = k8s.apps.v1.Deployment(
             f"{name}-worker",
@@ -272,7 +267,7 @@ class StreamingInference(pulumi.ComponentResource):
                         security_context=pod_security(WORKER_UID, fs_group=False),
                         containers=[container],
                         volumes=[
-                            VolumeArgs(
+                            core.VolumeArgs(
                                 name="tmp",
                                 empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="256Mi"),
                             )
