@@ -9,7 +9,9 @@ with monitoring.viewer and nothing else.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -61,33 +63,16 @@ class MetricsAdapter(pulumi.ComponentResource):
             metadata=ObjectMetaArgs(name=SERVICE_ACCOUNT, namespace=NAMESPACE),
             opts=child(ns),
         )
-        subject = [
+        adapter = [
             k8s.rbac.v1.SubjectArgs(
                 kind="ServiceAccount", name=SERVICE_ACCOUNT, namespace=NAMESPACE
             )
         ]
-        k8s.rbac.v1.ClusterRoleBinding(
-            f"{name}-auth-delegator",
-            metadata=ObjectMetaArgs(name=f"{SERVICE_ACCOUNT}:system:auth-delegator"),
-            role_ref=k8s.rbac.v1.RoleRefArgs(
-                api_group="rbac.authorization.k8s.io",
-                kind="ClusterRole",
-                name="system:auth-delegator",
-            ),
-            subjects=subject,
-            opts=child(sa),
-        )
-        k8s.rbac.v1.RoleBinding(
-            f"{name}-auth-reader",
-            metadata=ObjectMetaArgs(name=f"{SERVICE_ACCOUNT}-auth-reader", namespace="kube-system"),
-            role_ref=k8s.rbac.v1.RoleRefArgs(
-                api_group="rbac.authorization.k8s.io",
-                kind="Role",
-                name="extension-apiserver-authentication-reader",
-            ),
-            subjects=subject,
-            opts=child(sa),
-        )
+        hpa_controller = [
+            k8s.rbac.v1.SubjectArgs(
+                kind="ServiceAccount", name="horizontal-pod-autoscaler", namespace="kube-system"
+            )
+        ]
         reader = k8s.rbac.v1.ClusterRole(
             f"{name}-resource-reader",
             metadata=ObjectMetaArgs(name=f"{SERVICE_ACCOUNT}:resource-reader"),
@@ -99,17 +84,6 @@ class MetricsAdapter(pulumi.ComponentResource):
                 )
             ],
             opts=child(),
-        )
-        k8s.rbac.v1.ClusterRoleBinding(
-            f"{name}-resource-reader",
-            metadata=ObjectMetaArgs(name=f"{SERVICE_ACCOUNT}:resource-reader"),
-            role_ref=k8s.rbac.v1.RoleRefArgs(
-                api_group="rbac.authorization.k8s.io",
-                kind="ClusterRole",
-                name=f"{SERVICE_ACCOUNT}:resource-reader",
-            ),
-            subjects=subject,
-            opts=child(reader, sa),
         )
         # The HPA controller reads external metrics through the aggregated API.
         external_reader = k8s.rbac.v1.ClusterRole(
@@ -124,21 +98,32 @@ class MetricsAdapter(pulumi.ComponentResource):
             ],
             opts=child(),
         )
-        k8s.rbac.v1.ClusterRoleBinding(
-            f"{name}-external-reader",
-            metadata=ObjectMetaArgs(name="external-metrics-reader"),
-            role_ref=k8s.rbac.v1.RoleRefArgs(
-                api_group="rbac.authorization.k8s.io",
-                kind="ClusterRole",
-                name="external-metrics-reader",
-            ),
-            subjects=[
-                k8s.rbac.v1.SubjectArgs(
-                    kind="ServiceAccount", name="horizontal-pod-autoscaler", namespace="kube-system"
-                )
-            ],
-            opts=child(external_reader),
-        )
+        # (logical suffix, binding kind, binding name and namespace, role kind and name,
+        #  subjects, what it waits for)
+        bindings: list[tuple[str, Callable[..., pulumi.Resource], ObjectMetaArgs, str, str, Any, Any]] = [
+            ("auth-delegator", k8s.rbac.v1.ClusterRoleBinding,
+             ObjectMetaArgs(name=f"{SERVICE_ACCOUNT}:system:auth-delegator"),
+             "ClusterRole", "system:auth-delegator", adapter, child(sa)),
+            ("auth-reader", k8s.rbac.v1.RoleBinding,
+             ObjectMetaArgs(name=f"{SERVICE_ACCOUNT}-auth-reader", namespace="kube-system"),
+             "Role", "extension-apiserver-authentication-reader", adapter, child(sa)),
+            ("resource-reader", k8s.rbac.v1.ClusterRoleBinding,
+             ObjectMetaArgs(name=f"{SERVICE_ACCOUNT}:resource-reader"),
+             "ClusterRole", f"{SERVICE_ACCOUNT}:resource-reader", adapter, child(reader, sa)),
+            ("external-reader", k8s.rbac.v1.ClusterRoleBinding,
+             ObjectMetaArgs(name="external-metrics-reader"),
+             "ClusterRole", "external-metrics-reader", hpa_controller, child(external_reader)),
+        ]  # fmt: skip
+        for suffix, binding, metadata, role_kind, role_name, subjects, binding_opts in bindings:
+            binding(
+                f"{name}-{suffix}",
+                metadata=metadata,
+                role_ref=k8s.rbac.v1.RoleRefArgs(
+                    api_group="rbac.authorization.k8s.io", kind=role_kind, name=role_name
+                ),
+                subjects=subjects,
+                opts=binding_opts,
+            )
         # Standard mode: run on the tainted system pool with the other add-ons.
         node_selector = {"resource-type": "system"} if args.on_system_pool else None
         tolerations = (
