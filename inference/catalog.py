@@ -36,14 +36,6 @@ class Accelerator:
     default_max_devices: int  # default NAP ceiling for this accelerator
 
     @property
-    def node_label_key(self) -> str:
-        return (
-            "cloud.google.com/gke-tpu-accelerator"
-            if self.kind == "tpu"
-            else "cloud.google.com/gke-accelerator"
-        )
-
-    @property
     def resource_name(self) -> str:
         """The extended resource a container requests."""
         return "google.com/tpu" if self.kind == "tpu" else "nvidia.com/gpu"

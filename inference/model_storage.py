@@ -39,8 +39,6 @@ class ModelBucket(pulumi.ComponentResource):
         self, name: str, args: ModelBucketArgs, opts: pulumi.ResourceOptions | None = None
     ):
         super().__init__("gke-inference:inference:ModelBucket", name, None, opts)
-        self._args = args
-        self._opts = opts
         self.bucket = storage.Bucket(
             f"{name}-bucket",
             name=args.name,
@@ -61,33 +59,6 @@ class ModelBucket(pulumi.ComponentResource):
         self.name = self.bucket.name
         self.register_outputs({"name": self.name})
 
-    def grant_read(
-        self, name: str, namespace: str, service_account: str
-    ) -> storage.BucketIAMMember:
-        """Let a Kubernetes service account read weights (GCS FUSE read-only mounts)."""
-        return self._grant(name, "read", namespace, service_account)
-
-    def grant_write(
-        self, name: str, namespace: str, service_account: str
-    ) -> storage.BucketIAMMember:
-        """Let a Kubernetes service account upload weights (the model download job)."""
-        return self._grant(name, "write", namespace, service_account)
-
-    def _grant(
-        self, name: str, access: str, namespace: str, service_account: str
-    ) -> storage.BucketIAMMember:
-        a = self._args
-        return grant_bucket_access(
-            name,
-            self.bucket.name,
-            access,
-            a.project,
-            a.project_number,
-            namespace,
-            service_account,
-            pulumi.ResourceOptions(parent=self),
-        )
-
 
 BUCKET_ROLES = {"read": "roles/storage.objectViewer", "write": "roles/storage.objectUser"}
 
@@ -104,8 +75,8 @@ def grant_bucket_access(
 ) -> storage.BucketIAMMember:
     """Bucket access for a Kubernetes service account through its Workload Identity principal.
 
-    ModelBucket uses it for its own bucket; workload stacks use it with the
-    bucket name they read from the platform stack's outputs.
+    Workload stacks grant themselves access with the bucket name they read
+    from the platform stack's outputs (they never hold the ModelBucket itself).
     """
     return storage.BucketIAMMember(
         name,

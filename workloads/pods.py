@@ -10,7 +10,6 @@ requests = limits and scheduled through the sized compute class.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -389,7 +388,3 @@ def service_account_with_bucket_access(
 
 def image_tag(image: str) -> str:
     return image.rsplit(":", 1)[-1] if ":" in image.rsplit("/", 1)[-1] else "unknown"
-
-
-def as_dict(value: Any) -> dict[str, Any]:
-    return dict(value) if isinstance(value, dict) else {}

@@ -82,10 +82,6 @@ class Sizing:
     extra_args: list[str] = field(default_factory=list)
 
     @property
-    def devices_per_node(self) -> int:
-        return self.shape.count
-
-    @property
     def nodes(self) -> int:
         return self.pipeline_parallel
 
