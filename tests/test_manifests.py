@@ -17,7 +17,6 @@ import yaml
 
 from gke_inference.offline import manifests
 from gke_inference.offline.manifests import (
-    MARKER,
     ManifestError,
     ManifestProblem,
     kubernetes_objects,
@@ -25,6 +24,7 @@ from gke_inference.offline.manifests import (
     validate_manifests,
     write_manifests,
 )
+from gke_inference.offline.manifests.writer import MARKER
 from gke_inference.offline.recording import Plan, run_offline
 
 Builder = Callable[[pulumi.ResourceOptions], None]
