@@ -267,3 +267,20 @@ def test_streaming_bounds_are_spec_errors() -> None:
         })  # fmt: skip
     assert "streaming: minBackoffSeconds must not exceed maxBackoffSeconds" in str(info.value)
     assert "maxWorkers must be >= minWorkers" in str(info.value)
+
+
+def test_validating_a_spec_loads_no_provider_sdk() -> None:
+    # The service and the CLI check specs (sizing, deployability) without the
+    # Kubernetes or Google Cloud SDKs; components are imported when built.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from gke_inference.workloads.kinds import deployment_for\n"
+        "from gke_inference.workloads.spec import load_spec\n"
+        f"deployment_for(load_spec({str(REPO / 'workloads/examples/batch-llama-8b-l4.yaml')!r}))\n"
+        "print(sorted(m for m in ('pulumi_kubernetes', 'pulumi_gcp') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
