@@ -12,12 +12,12 @@ Workload Identity themselves, so those rules pass for them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from pulumi_policy import ReportViolation, ResourceValidationArgs, ResourceValidationPolicy
+from pulumi_policy import ResourceValidationArgs
 
-from gke_inference.policy.base import ADVISORY, resource_policy
+from gke_inference.policy.base import ADVISORY, Messages, ResourceCheck, Rules
 from gke_inference.policy.config import is_prod
 from gke_inference.policy.props import falsy, get, items, obj, truthy
 
@@ -26,25 +26,37 @@ NODE_POOL = "gcp:container/nodePool:NodePool"
 PUBLIC_CIDRS = ("0.0.0.0/0", "::/0")
 RELEASE_CHANNELS = ("RAPID", "REGULAR", "STABLE", "EXTENDED")
 
+RULES = Rules()
+_NODES = (CLUSTER, NODE_POOL)
+
 
 def autopilot(props: Mapping[str, Any]) -> bool:
     return truthy(props.get("enableAutopilot"))
 
 
+def _production_only(args: ResourceValidationArgs) -> None:
+    if not is_prod(args, args.urn):
+        args.not_applicable("not a production stack (see prodStacks)")
+
+
 # --------------------------------------------------------------------------- control plane
 
 
-def _private_nodes(args: ResourceValidationArgs, report: ReportViolation) -> None:
+@RULES.resource(CLUSTER, "gke-private-nodes-enabled")
+def _private_nodes(args: ResourceValidationArgs) -> Messages:
+    """GKE nodes have only private IP addresses."""
     if not truthy(get(args.props, "privateClusterConfig", "enablePrivateNodes")):
-        report(
+        yield (
             f"Cluster {args.name} gives its nodes public IP addresses. "
             "Set privateClusterConfig.enablePrivateNodes to true "
-            "(egress goes through Cloud NAT).",
-            None,
+            "(egress goes through Cloud NAT)."
         )
 
 
-def _control_plane(args: ResourceValidationArgs, report: ReportViolation) -> None:
+@RULES.resource(CLUSTER, "gke-control-plane-not-public")
+def _control_plane(args: ResourceValidationArgs) -> Messages:
+    """The GKE control plane has a private endpoint, or its public endpoint only admits
+    authorized networks (never 0.0.0.0/0)."""
     props = args.props
     if truthy(get(props, "privateClusterConfig", "enablePrivateEndpoint")):
         return
@@ -52,11 +64,10 @@ def _control_plane(args: ResourceValidationArgs, report: ReportViolation) -> Non
         return  # no IP endpoint at all; only the IAM-authenticated DNS endpoint
     authorized = props.get("masterAuthorizedNetworksConfig")
     if not isinstance(authorized, Mapping):  # the block's presence is what enables it
-        report(
+        yield (
             f"Cluster {args.name} has a public control-plane endpoint open to the internet. "
             "Set privateClusterConfig.enablePrivateEndpoint to true, or configure "
-            "masterAuthorizedNetworksConfig.cidrBlocks with your admin networks.",
-            None,
+            "masterAuthorizedNetworksConfig.cidrBlocks with your admin networks."
         )
         return
     public = [
@@ -65,80 +76,81 @@ def _control_plane(args: ResourceValidationArgs, report: ReportViolation) -> Non
         if obj(block).get("cidrBlock") in PUBLIC_CIDRS
     ]
     if public:
-        report(
+        yield (
             f"Cluster {args.name} authorizes {', '.join(map(str, public))} on its public "
             "control-plane endpoint. Remove that entry from "
             "masterAuthorizedNetworksConfig.cidrBlocks or set "
-            "privateClusterConfig.enablePrivateEndpoint to true.",
-            None,
+            "privateClusterConfig.enablePrivateEndpoint to true."
         )
     if truthy(authorized.get("gcpPublicCidrsAccessEnabled")):
-        report(
+        yield (
             f"Cluster {args.name} lets every Google Cloud public IP reach its public endpoint. "
-            "Set masterAuthorizedNetworksConfig.gcpPublicCidrsAccessEnabled to false.",
-            None,
+            "Set masterAuthorizedNetworksConfig.gcpPublicCidrsAccessEnabled to false."
         )
 
 
-def _shielded_nodes(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    if autopilot(args.props):
-        return
-    if falsy(args.props.get("enableShieldedNodes")):
-        report(
+@RULES.resource(CLUSTER, "gke-shielded-nodes-enabled")
+def _shielded_nodes(args: ResourceValidationArgs) -> Messages:
+    """Shielded GKE Nodes stay on (the default; Autopilot always has them)."""
+    if not autopilot(args.props) and falsy(args.props.get("enableShieldedNodes")):
+        yield (
             f"Cluster {args.name} turns Shielded GKE Nodes off. "
-            "Remove enableShieldedNodes or set it to true.",
-            None,
+            "Remove enableShieldedNodes or set it to true."
         )
 
 
-def _workload_identity(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    if autopilot(args.props):
+@RULES.resource(CLUSTER, "gke-workload-identity-enabled")
+def _workload_identity(args: ResourceValidationArgs) -> Messages:
+    """Pods reach Google APIs through Workload Identity, not node credentials."""
+    if autopilot(args.props) or get(args.props, "workloadIdentityConfig", "workloadPool"):
         return
-    if not get(args.props, "workloadIdentityConfig", "workloadPool"):
-        report(
-            f"Cluster {args.name} has no Workload Identity. Set "
-            "workloadIdentityConfig.workloadPool to '<project>.svc.id.goog'.",
-            None,
-        )
+    yield (
+        f"Cluster {args.name} has no Workload Identity. Set "
+        "workloadIdentityConfig.workloadPool to '<project>.svc.id.goog'."
+    )
 
 
-def _legacy_abac(args: ResourceValidationArgs, report: ReportViolation) -> None:
+@RULES.resource(CLUSTER, "gke-legacy-abac-disabled")
+def _legacy_abac(args: ResourceValidationArgs) -> Messages:
+    """Legacy ABAC authorization is disabled."""
     if truthy(args.props.get("enableLegacyAbac")):
-        report(
+        yield (
             f"Cluster {args.name} enables legacy ABAC, which bypasses RBAC. "
-            "Remove enableLegacyAbac or set it to false.",
-            None,
+            "Remove enableLegacyAbac or set it to false."
         )
 
 
-def _client_auth(args: ResourceValidationArgs, report: ReportViolation) -> None:
+@RULES.resource(CLUSTER, "gke-client-certificate-auth-disabled")
+def _client_auth(args: ResourceValidationArgs) -> Messages:
+    """No client certificate or basic-auth credentials are issued for the cluster."""
     auth = obj(args.props.get("masterAuth"))
     if truthy(get(auth, "clientCertificateConfig", "issueClientCertificate")):
-        report(
+        yield (
             f"Cluster {args.name} issues a client certificate (a non-revocable admin "
             "credential). Set masterAuth.clientCertificateConfig.issueClientCertificate "
-            "to false.",
-            None,
+            "to false."
         )
     if auth.get("username") or auth.get("password"):
-        report(
+        yield (
             f"Cluster {args.name} enables basic authentication. Remove "
-            "masterAuth.username and masterAuth.password.",
-            None,
+            "masterAuth.username and masterAuth.password."
         )
 
 
-def _release_channel(args: ResourceValidationArgs, report: ReportViolation) -> None:
+@RULES.resource(CLUSTER, "gke-release-channel-enabled")
+def _release_channel(args: ResourceValidationArgs) -> Messages:
+    """The cluster is enrolled in a GKE release channel."""
     channel = get(args.props, "releaseChannel", "channel")
     if channel not in RELEASE_CHANNELS:
-        report(
+        yield (
             f"Cluster {args.name} is not enrolled in a release channel (got {channel!r}). "
-            f"Set releaseChannel.channel to one of {', '.join(RELEASE_CHANNELS)}.",
-            None,
+            f"Set releaseChannel.channel to one of {', '.join(RELEASE_CHANNELS)}."
         )
 
 
-def _network_policy(args: ResourceValidationArgs, report: ReportViolation) -> None:
+@RULES.resource(CLUSTER, "gke-network-policy-enabled")
+def _network_policy(args: ResourceValidationArgs) -> Messages:
+    """NetworkPolicies are enforced (GKE Dataplane V2 or the network policy add-on)."""
     props = args.props
     if autopilot(props) or props.get("datapathProvider") == "ADVANCED_DATAPATH":
         return
@@ -146,10 +158,9 @@ def _network_policy(args: ResourceValidationArgs, report: ReportViolation) -> No
         get(props, "addonsConfig", "networkPolicyConfig", "disabled")
     ):
         return
-    report(
+    yield (
         f"Cluster {args.name} cannot enforce NetworkPolicies. Set datapathProvider to "
-        "ADVANCED_DATAPATH (GKE Dataplane V2) or enable networkPolicy.",
-        None,
+        "ADVANCED_DATAPATH (GKE Dataplane V2) or enable networkPolicy."
     )
 
 
@@ -158,73 +169,77 @@ def _secrets_encryption_missing(props: Mapping[str, Any]) -> bool:
     return encryption.get("state") != "ENCRYPTED" or not encryption.get("keyName")
 
 
-def _secrets_prod(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    if not is_prod(args, args.urn):
-        args.not_applicable("not a production stack (see prodStacks)")
+@RULES.resource(CLUSTER, "gke-secrets-encryption-kms-enabled", params=("prodStacks",))
+def _secrets_prod(args: ResourceValidationArgs) -> Messages:
+    """Production clusters encrypt Kubernetes Secrets with a Cloud KMS key."""
+    _production_only(args)
     if _secrets_encryption_missing(args.props):
-        report(
+        yield (
             f"Production cluster {args.name} stores Secrets without application-layer "
             "encryption. Set databaseEncryption to {state: ENCRYPTED, keyName: <Cloud KMS "
-            "key>}.",
-            None,
+            "key>}."
         )
 
 
-def _secrets_other(args: ResourceValidationArgs, report: ReportViolation) -> None:
+@RULES.resource(
+    CLUSTER, "gke-secrets-encryption-kms-recommended", params=("prodStacks",), level=ADVISORY
+)
+def _secrets_other(args: ResourceValidationArgs) -> Messages:
+    """Non-production clusters should encrypt Kubernetes Secrets with a Cloud KMS key."""
     if is_prod(args, args.urn):
         args.not_applicable("production stacks are checked by gke-secrets-encryption-kms-enabled")
     if _secrets_encryption_missing(args.props):
-        report(
+        yield (
             f"Cluster {args.name} stores Secrets without application-layer encryption. "
             "Set databaseEncryption to {state: ENCRYPTED, keyName: <Cloud KMS key>} "
-            "(required in production stacks).",
-            None,
+            "(required in production stacks)."
         )
 
 
-def _deletion_protection(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    if not is_prod(args, args.urn):
-        args.not_applicable("not a production stack (see prodStacks)")
+@RULES.resource(CLUSTER, "gke-deletion-protection-enabled", params=("prodStacks",))
+def _deletion_protection(args: ResourceValidationArgs) -> Messages:
+    """Production clusters keep deletion protection on."""
+    _production_only(args)
     if falsy(args.props.get("deletionProtection")):
-        report(
+        yield (
             f"Production cluster {args.name} can be deleted by a stray destroy. "
-            "Set deletionProtection to true.",
-            None,
+            "Set deletionProtection to true."
         )
 
 
-def _binary_authorization(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    if not is_prod(args, args.urn):
-        args.not_applicable("not a production stack (see prodStacks)")
+@RULES.resource(CLUSTER, "gke-binary-authorization-enabled", params=("prodStacks",))
+def _binary_authorization(args: ResourceValidationArgs) -> Messages:
+    """Production clusters enforce the project's Binary Authorization policy."""
+    _production_only(args)
     binauthz = obj(args.props.get("binaryAuthorization"))
     mode = binauthz.get("evaluationMode")
     if mode == "PROJECT_SINGLETON_POLICY_ENFORCE" or (
         mode is None and truthy(binauthz.get("enabled"))
     ):
         return
-    report(
+    yield (
         f"Production cluster {args.name} admits unattested images (binaryAuthorization "
         f"evaluationMode {mode!r}). Set binaryAuthorization.evaluationMode to "
-        "PROJECT_SINGLETON_POLICY_ENFORCE.",
-        None,
+        "PROJECT_SINGLETON_POLICY_ENFORCE."
     )
 
 
-def _logging_monitoring(args: ResourceValidationArgs, report: ReportViolation) -> None:
+@RULES.resource(CLUSTER, "gke-logging-monitoring-enabled")
+def _logging_monitoring(args: ResourceValidationArgs) -> Messages:
+    """Cloud Logging and Cloud Monitoring stay on for system components."""
     props = args.props
     for service, config in (
         ("loggingService", "loggingConfig"),
         ("monitoringService", "monitoringConfig"),
     ):
         if props.get(service) == "none":
-            report(f"Cluster {args.name} sets {service} to 'none'. Remove it.", None)
+            yield f"Cluster {args.name} sets {service} to 'none'. Remove it."
         components = get(props, config, "enableComponents")
         if components is not None and "SYSTEM_COMPONENTS" not in items(components):
-            report(
+            yield (
                 f"Cluster {args.name} disables system {config[:-6]} "
                 f"({config}.enableComponents={list(items(components))}). "
-                f"Set {config}.enableComponents to a list that includes SYSTEM_COMPONENTS.",
-                None,
+                f"Set {config}.enableComponents to a list that includes SYSTEM_COMPONENTS."
             )
 
 
@@ -259,29 +274,37 @@ def node_configs(args: ResourceValidationArgs) -> list[tuple[str, Mapping[str, A
     return found
 
 
-def _kind(args: ResourceValidationArgs) -> str:
-    return "node pool" if args.resource_type == NODE_POOL else "cluster"
+def _owner(args: ResourceValidationArgs) -> str:
+    """How messages name the resource: ``Cluster base`` or ``Node pool gpu``."""
+    return f"{'Node pool' if args.resource_type == NODE_POOL else 'Cluster'} {args.name}"
 
 
-def _secure_boot(args: ResourceValidationArgs, report: ReportViolation) -> None:
+def _turned_off(blocks: list[tuple[str, Mapping[str, Any]]], *path: str) -> Iterator[str]:
+    """``<where>.<path>`` of each ``(where, block)`` that sets ``path`` to false."""
+    for where, block in blocks:
+        if falsy(get(block, *path)):
+            yield ".".join((where, *path))
+
+
+@RULES.resource(_NODES, "gke-shielded-nodes-secure-boot")
+def _secure_boot(args: ResourceValidationArgs) -> Messages:
+    """Nodes boot with Secure Boot (cluster nodeConfig, node auto-provisioning defaults,
+    node pools)."""
     for where, config in node_configs(args):
         if not truthy(get(config, "shieldedInstanceConfig", "enableSecureBoot")):
-            report(
-                f"{_kind(args).capitalize()} {args.name} boots nodes without Secure Boot "
+            yield (
+                f"{_owner(args)} boots nodes without Secure Boot "
                 "(the provider default is false). Set "
-                f"{where}.shieldedInstanceConfig.enableSecureBoot to true.",
-                None,
+                f"{where}.shieldedInstanceConfig.enableSecureBoot to true."
             )
 
 
-def _integrity_monitoring(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    for where, config in node_configs(args):
-        if falsy(get(config, "shieldedInstanceConfig", "enableIntegrityMonitoring")):
-            report(
-                f"{_kind(args).capitalize()} {args.name} turns integrity monitoring off. Set "
-                f"{where}.shieldedInstanceConfig.enableIntegrityMonitoring to true.",
-                None,
-            )
+@RULES.resource(_NODES, "gke-shielded-nodes-integrity-monitoring")
+def _integrity_monitoring(args: ResourceValidationArgs) -> Messages:
+    """Nodes keep Shielded VM integrity monitoring on."""
+    blocks = node_configs(args)
+    for field in _turned_off(blocks, "shieldedInstanceConfig", "enableIntegrityMonitoring"):
+        yield f"{_owner(args)} turns integrity monitoring off. Set {field} to true."
 
 
 def default_service_account(account: Any) -> bool:
@@ -290,7 +313,9 @@ def default_service_account(account: Any) -> bool:
     return account.endswith("-compute@developer.gserviceaccount.com")
 
 
-def _service_account(args: ResourceValidationArgs, report: ReportViolation) -> None:
+@RULES.resource(_NODES, "gke-not-using-default-service-account")
+def _service_account(args: ResourceValidationArgs) -> Messages:
+    """Nodes run as a dedicated service account, not the Compute Engine default."""
     configs = node_configs(args)
     if args.resource_type == CLUSTER and autopilot(args.props):
         defaults = get(args.props, "clusterAutoscaling", "autoProvisioningDefaults")
@@ -299,38 +324,35 @@ def _service_account(args: ResourceValidationArgs, report: ReportViolation) -> N
         account = config.get("serviceAccount")
         if default_service_account(account):
             shown = account or "unset (Compute Engine default)"
-            report(
-                f"{_kind(args).capitalize()} {args.name} runs nodes as {shown}, which has "
-                f"project Editor. Set {where}.serviceAccount to a dedicated, "
-                "least-privilege service account.",
-                None,
+            yield (
+                f"{_owner(args)} runs nodes as {shown}, which has project Editor. "
+                f"Set {where}.serviceAccount to a dedicated, least-privilege service account."
             )
 
 
-def _metadata_server(args: ResourceValidationArgs, report: ReportViolation) -> None:
+@RULES.resource(_NODES, "gke-metadata-server-enabled")
+def _metadata_server(args: ResourceValidationArgs) -> Messages:
+    """Node pools use the GKE metadata server (workloadMetadataConfig.mode GKE_METADATA)."""
     for where, config in node_configs(args):
         if where != "nodeConfig":
             continue  # auto-provisioned nodes follow the cluster's Workload Identity setting
         mode = get(config, "workloadMetadataConfig", "mode")
         if mode != "GKE_METADATA":
-            report(
-                f"{_kind(args).capitalize()} {args.name} exposes the node's metadata to pods "
+            yield (
+                f"{_owner(args)} exposes the node's metadata to pods "
                 f"(workloadMetadataConfig.mode={mode!r}). Set "
-                f"{where}.workloadMetadataConfig.mode to GKE_METADATA.",
-                None,
+                f"{where}.workloadMetadataConfig.mode to GKE_METADATA."
             )
 
 
-def _legacy_metadata(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    for where, config in node_configs(args):
-        value = get(config, "metadata", "disable-legacy-endpoints")
-        if falsy(value):
-            report(
-                f"{_kind(args).capitalize()} {args.name} re-enables the legacy metadata "
-                f"endpoints. Remove {where}.metadata.disable-legacy-endpoints or set it to "
-                "'true'.",
-                None,
-            )
+@RULES.resource(_NODES, "gke-legacy-metadata-endpoints-disabled")
+def _legacy_metadata(args: ResourceValidationArgs) -> Messages:
+    """The legacy Compute Engine metadata endpoints stay disabled on nodes."""
+    for field in _turned_off(node_configs(args), "metadata", "disable-legacy-endpoints"):
+        yield (
+            f"{_owner(args)} re-enables the legacy metadata endpoints. "
+            f"Remove {field} or set it to 'true'."
+        )
 
 
 def _management_blocks(args: ResourceValidationArgs) -> list[tuple[str, Mapping[str, Any]]]:
@@ -343,155 +365,22 @@ def _management_blocks(args: ResourceValidationArgs) -> list[tuple[str, Mapping[
     ]
 
 
-def _auto_repair(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    for where, management in _management_blocks(args):
-        if falsy(management.get("autoRepair")):
-            report(
-                f"{_kind(args).capitalize()} {args.name} turns node auto-repair off. "
-                f"Set {where}.autoRepair to true.",
-                None,
-            )
+def _management_on(field: str, feature: str) -> ResourceCheck:
+    """A check that node pools and auto-provisioned nodes keep ``management.<field>`` on."""
+
+    def check(args: ResourceValidationArgs) -> Messages:
+        for path in _turned_off(_management_blocks(args), field):
+            yield f"{_owner(args)} turns node {feature} off. Set {path} to true."
+
+    check.__doc__ = f"Node pools and auto-provisioned nodes keep {feature} on."
+    return check
 
 
-def _auto_upgrade(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    for where, management in _management_blocks(args):
-        if falsy(management.get("autoUpgrade")):
-            report(
-                f"{_kind(args).capitalize()} {args.name} turns node auto-upgrade off. "
-                f"Set {where}.autoUpgrade to true.",
-                None,
-            )
+# policy, management field, how messages call it
+for _name, _field, _feature in (
+    ("gke-node-auto-repair-enabled", "autoRepair", "auto-repair"),
+    ("gke-node-auto-upgrade-enabled", "autoUpgrade", "auto-upgrade"),
+):
+    RULES.resource(_NODES, _name)(_management_on(_field, _feature))
 
-
-_CLUSTER = (CLUSTER,)
-_NODES = (CLUSTER, NODE_POOL)
-
-POLICIES: list[ResourceValidationPolicy] = [
-    resource_policy(
-        "gke-private-nodes-enabled",
-        "GKE nodes have only private IP addresses.",
-        types=_CLUSTER,
-        check=_private_nodes,
-    ),
-    resource_policy(
-        "gke-control-plane-not-public",
-        "The GKE control plane has a private endpoint, or its public endpoint only admits "
-        "authorized networks (never 0.0.0.0/0).",
-        types=_CLUSTER,
-        check=_control_plane,
-    ),
-    resource_policy(
-        "gke-shielded-nodes-enabled",
-        "Shielded GKE Nodes stay on (the default; Autopilot always has them).",
-        types=_CLUSTER,
-        check=_shielded_nodes,
-    ),
-    resource_policy(
-        "gke-workload-identity-enabled",
-        "Pods reach Google APIs through Workload Identity, not node credentials.",
-        types=_CLUSTER,
-        check=_workload_identity,
-    ),
-    resource_policy(
-        "gke-legacy-abac-disabled",
-        "Legacy ABAC authorization is disabled.",
-        types=_CLUSTER,
-        check=_legacy_abac,
-    ),
-    resource_policy(
-        "gke-client-certificate-auth-disabled",
-        "No client certificate or basic-auth credentials are issued for the cluster.",
-        types=_CLUSTER,
-        check=_client_auth,
-    ),
-    resource_policy(
-        "gke-release-channel-enabled",
-        "The cluster is enrolled in a GKE release channel.",
-        types=_CLUSTER,
-        check=_release_channel,
-    ),
-    resource_policy(
-        "gke-network-policy-enabled",
-        "NetworkPolicies are enforced (GKE Dataplane V2 or the network policy add-on).",
-        types=_CLUSTER,
-        check=_network_policy,
-    ),
-    resource_policy(
-        "gke-secrets-encryption-kms-enabled",
-        "Production clusters encrypt Kubernetes Secrets with a Cloud KMS key.",
-        types=_CLUSTER,
-        check=_secrets_prod,
-        params=("prodStacks",),
-    ),
-    resource_policy(
-        "gke-secrets-encryption-kms-recommended",
-        "Non-production clusters should encrypt Kubernetes Secrets with a Cloud KMS key.",
-        types=_CLUSTER,
-        check=_secrets_other,
-        params=("prodStacks",),
-        level=ADVISORY,
-    ),
-    resource_policy(
-        "gke-deletion-protection-enabled",
-        "Production clusters keep deletion protection on.",
-        types=_CLUSTER,
-        check=_deletion_protection,
-        params=("prodStacks",),
-    ),
-    resource_policy(
-        "gke-binary-authorization-enabled",
-        "Production clusters enforce the project's Binary Authorization policy.",
-        types=_CLUSTER,
-        check=_binary_authorization,
-        params=("prodStacks",),
-    ),
-    resource_policy(
-        "gke-logging-monitoring-enabled",
-        "Cloud Logging and Cloud Monitoring stay on for system components.",
-        types=_CLUSTER,
-        check=_logging_monitoring,
-    ),
-    resource_policy(
-        "gke-shielded-nodes-secure-boot",
-        "Nodes boot with Secure Boot (cluster nodeConfig, node auto-provisioning defaults, "
-        "node pools).",
-        types=_NODES,
-        check=_secure_boot,
-    ),
-    resource_policy(
-        "gke-shielded-nodes-integrity-monitoring",
-        "Nodes keep Shielded VM integrity monitoring on.",
-        types=_NODES,
-        check=_integrity_monitoring,
-    ),
-    resource_policy(
-        "gke-not-using-default-service-account",
-        "Nodes run as a dedicated service account, not the Compute Engine default.",
-        types=_NODES,
-        check=_service_account,
-    ),
-    resource_policy(
-        "gke-metadata-server-enabled",
-        "Node pools use the GKE metadata server (workloadMetadataConfig.mode GKE_METADATA).",
-        types=_NODES,
-        check=_metadata_server,
-    ),
-    resource_policy(
-        "gke-legacy-metadata-endpoints-disabled",
-        "The legacy Compute Engine metadata endpoints stay disabled on nodes.",
-        types=_NODES,
-        check=_legacy_metadata,
-    ),
-    resource_policy(
-        "gke-node-auto-repair-enabled",
-        "Node pools and auto-provisioned nodes keep auto-repair on.",
-        types=_NODES,
-        check=_auto_repair,
-    ),
-    resource_policy(
-        "gke-node-auto-upgrade-enabled",
-        "Node pools and auto-provisioned nodes keep auto-upgrade on.",
-        types=_NODES,
-        check=_auto_upgrade,
-    ),
-]
+POLICIES = RULES.policies

@@ -9,15 +9,15 @@ LeaderWorkerSets and bare Pods.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pulumi_policy import ReportViolation, ResourceValidationArgs, ResourceValidationPolicy
+from pulumi_policy import ResourceValidationArgs
 
-from gke_inference.policy.base import ADVISORY, resource_policy
+from gke_inference.policy.base import ADVISORY, Messages, Rules
 from gke_inference.policy.config import image_allowed, param
-from gke_inference.policy.props import get, items, number, obj, truthy
+from gke_inference.policy.props import get, items, number, obj, short_type, truthy
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 STATEFUL_SET = "kubernetes:apps/v1:StatefulSet"
@@ -51,6 +51,8 @@ INTERNAL_LB_ANNOTATIONS = (
     "networking.gke.io/load-balancer-type",
     "cloud.google.com/load-balancer-type",
 )
+
+RULES = Rules()
 
 
 @dataclass(frozen=True)
@@ -129,57 +131,64 @@ def requests_accelerator(pod: PodSpec) -> bool:
 
 
 def _workload(args: ResourceValidationArgs) -> str:
-    return f"{args.props.get('kind') or args.resource_type.rsplit(':', 1)[-1]} {args.name}"
+    return f"{args.props.get('kind') or short_type(args.resource_type)} {args.name}"
+
+
+def _each_container(
+    args: ResourceValidationArgs,
+) -> Iterator[tuple[PodSpec, str, Mapping[str, Any], str]]:
+    """(pod, path, container, how messages name it) for every container of a workload."""
+    for pod in pod_specs(args.resource_type, args.props):
+        for path, container in containers(pod):
+            who = f"{_workload(args)}: container {container_name(path, container)}"
+            yield pod, path, container, who
 
 
 # --------------------------------------------------------------------------- security context
 
 
-def _run_as_non_root(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    for pod in pod_specs(args.resource_type, args.props):
+@RULES.resource(WORKLOADS, "k8s-containers-run-as-non-root")
+def _run_as_non_root(args: ResourceValidationArgs) -> Messages:
+    """Workload containers run as a non-root user (runAsNonRoot or a non-zero runAsUser)."""
+    for pod, path, container, who in _each_container(args):
         pod_context = obj(pod.spec.get("securityContext"))
-        for path, container in containers(pod):
-            context = obj(container.get("securityContext"))
-            non_root = context.get("runAsNonRoot", pod_context.get("runAsNonRoot"))
-            user = number(context.get("runAsUser", pod_context.get("runAsUser")))
-            if user == 0:
-                report(
-                    f"{_workload(args)}: container {container_name(path, container)} runs as "
-                    f"root (runAsUser 0). Set {path}.securityContext.runAsUser to a non-zero "
-                    "UID and runAsNonRoot to true.",
-                    None,
-                )
-            elif not truthy(non_root) and not (user and user > 0):
-                report(
-                    f"{_workload(args)}: container {container_name(path, container)} may run "
-                    "as root. Set runAsNonRoot: true (and runAsUser) in "
-                    f"{pod.path}.securityContext or {path}.securityContext.",
-                    None,
-                )
+        context = obj(container.get("securityContext"))
+        non_root = context.get("runAsNonRoot", pod_context.get("runAsNonRoot"))
+        user = number(context.get("runAsUser", pod_context.get("runAsUser")))
+        if user == 0:
+            yield (
+                f"{who} runs as root (runAsUser 0). Set {path}.securityContext.runAsUser "
+                "to a non-zero UID and runAsNonRoot to true."
+            )
+        elif not truthy(non_root) and not (user and user > 0):
+            yield (
+                f"{who} may run as root. Set runAsNonRoot: true (and runAsUser) in "
+                f"{pod.path}.securityContext or {path}.securityContext."
+            )
 
 
-def _privileged(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    for pod in pod_specs(args.resource_type, args.props):
-        for path, container in containers(pod):
-            if truthy(get(container, "securityContext", "privileged")):
-                report(
-                    f"{_workload(args)}: container {container_name(path, container)} is "
-                    f"privileged. Remove {path}.securityContext.privileged (GPUs and TPUs "
-                    "are exposed through device plugins, not privileged mode).",
-                    None,
-                )
+def _turned_on(args: ResourceValidationArgs, flag: str) -> Iterator[tuple[str, str]]:
+    """(container, field) wherever a container's ``securityContext.<flag>`` is true."""
+    for _, path, container, who in _each_container(args):
+        if truthy(get(container, "securityContext", flag)):
+            yield who, f"{path}.securityContext.{flag}"
 
 
-def _privilege_escalation(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    for pod in pod_specs(args.resource_type, args.props):
-        for path, container in containers(pod):
-            if truthy(get(container, "securityContext", "allowPrivilegeEscalation")):
-                report(
-                    f"{_workload(args)}: container {container_name(path, container)} allows "
-                    f"privilege escalation. Set {path}.securityContext."
-                    "allowPrivilegeEscalation to false.",
-                    None,
-                )
+@RULES.resource(WORKLOADS, "k8s-privileged-containers-disallowed")
+def _privileged(args: ResourceValidationArgs) -> Messages:
+    """No workload container runs privileged."""
+    for who, field in _turned_on(args, "privileged"):
+        yield (
+            f"{who} is privileged. Remove {field} (GPUs and TPUs are exposed through device "
+            "plugins, not privileged mode)."
+        )
+
+
+@RULES.resource(WORKLOADS, "k8s-privilege-escalation-disallowed")
+def _privilege_escalation(args: ResourceValidationArgs) -> Messages:
+    """No workload container sets allowPrivilegeEscalation: true."""
+    for who, field in _turned_on(args, "allowPrivilegeEscalation"):
+        yield f"{who} allows privilege escalation. Set {field} to false."
 
 
 # --------------------------------------------------------------------------- accelerators
@@ -192,24 +201,21 @@ def _same_quantity(a: Any, b: Any) -> bool:
     return str(a) == str(b)
 
 
-def _accelerator_limits(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    for pod in pod_specs(args.resource_type, args.props):
-        for path, container in containers(pod):
-            for resource, (request, limit) in accelerator_counts(container).items():
-                if limit is None:
-                    report(
-                        f"{_workload(args)}: container {container_name(path, container)} "
-                        f"requests {resource}={request} without a limit (Kubernetes rejects "
-                        f"it). Set {path}.resources.limits['{resource}'] to {request}.",
-                        None,
-                    )
-                elif request is not None and not _same_quantity(request, limit):
-                    report(
-                        f"{_workload(args)}: container {container_name(path, container)} "
-                        f"requests {resource}={request} but limits it to {limit}; "
-                        "accelerators cannot be overcommitted. Make requests equal limits.",
-                        None,
-                    )
+@RULES.resource(WORKLOADS, "k8s-accelerator-requests-equal-limits")
+def _accelerator_limits(args: ResourceValidationArgs) -> Messages:
+    """Accelerator resources (nvidia.com/gpu, google.com/tpu) have limits equal to requests."""
+    for _, path, container, who in _each_container(args):
+        for resource, (request, limit) in accelerator_counts(container).items():
+            if limit is None:
+                yield (
+                    f"{who} requests {resource}={request} without a limit (Kubernetes rejects "
+                    f"it). Set {path}.resources.limits['{resource}'] to {request}."
+                )
+            elif request is not None and not _same_quantity(request, limit):
+                yield (
+                    f"{who} requests {resource}={request} but limits it to {limit}; "
+                    "accelerators cannot be overcommitted. Make requests equal limits."
+                )
 
 
 def _selects_accelerator_nodes(pod: PodSpec) -> bool:
@@ -231,15 +237,16 @@ def _selects_accelerator_nodes(pod: PodSpec) -> bool:
     )
 
 
-def _accelerator_nodes(args: ResourceValidationArgs, report: ReportViolation) -> None:
+@RULES.resource(WORKLOADS, "k8s-accelerator-pods-select-nodes")
+def _accelerator_nodes(args: ResourceValidationArgs) -> Messages:
+    """Pods that request accelerators select a compute class or an accelerator node label."""
     for pod in pod_specs(args.resource_type, args.props):
         if requests_accelerator(pod) and not _selects_accelerator_nodes(pod):
-            report(
+            yield (
                 f"{_workload(args)} requests accelerators but does not say which nodes. Set "
                 f"{pod.path}.nodeSelector['cloud.google.com/compute-class'] to the platform's "
                 "compute class (or 'cloud.google.com/gke-accelerator' / "
-                "'cloud.google.com/gke-tpu-accelerator').",
-                None,
+                "'cloud.google.com/gke-tpu-accelerator')."
             )
 
 
@@ -259,43 +266,49 @@ def image_tag_problem(image: str) -> str | None:
 
 
 def _images(args: ResourceValidationArgs) -> list[tuple[str, str, str]]:
+    """(path, container, image) of every container that names an image."""
     found = []
-    for pod in pod_specs(args.resource_type, args.props):
-        for path, container in containers(pod):
-            image = container.get("image")
-            if isinstance(image, str) and image:
-                found.append((path, container_name(path, container), image))
+    for _, path, container, who in _each_container(args):
+        image = container.get("image")
+        if isinstance(image, str) and image:
+            found.append((path, who, image))
     return found
 
 
-def _image_pinned(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    for path, name, image in _images(args):
+@RULES.resource(WORKLOADS, "k8s-image-tag-pinned")
+def _image_pinned(args: ResourceValidationArgs) -> Messages:
+    """Container images are pinned by digest or an explicit version tag (no :latest, no
+    missing tag)."""
+    for path, who, image in _images(args):
         why = image_tag_problem(image)
         if why:
-            report(
-                f"{_workload(args)}: container {name} image {image} {why}, so a restart can "
-                f"silently change what runs. Pin {path}.image to a version tag or a digest "
-                "(@sha256:...).",
-                None,
+            yield (
+                f"{who} image {image} {why}, so a restart can silently change what runs. "
+                f"Pin {path}.image to a version tag or a digest (@sha256:...)."
             )
 
 
-def _image_registry(args: ResourceValidationArgs, report: ReportViolation) -> None:
+@RULES.resource(
+    WORKLOADS, "k8s-image-from-artifact-registry", level=ADVISORY, params=("allowedRegistries",)
+)
+def _image_registry(args: ResourceValidationArgs) -> Messages:
+    """Container images should come from an allowed registry (Artifact Registry by default)."""
     allowed = [str(p) for p in param(args, "allowedRegistries")]
-    for path, name, image in _images(args):
+    for path, who, image in _images(args):
         if not image_allowed(image, allowed):
-            report(
-                f"{_workload(args)}: container {name} pulls {image} from outside the allowed "
-                f"registries ({', '.join(allowed)}). Mirror it into Artifact Registry (a "
-                f"remote repository works) and point {path}.image there.",
-                None,
+            yield (
+                f"{who} pulls {image} from outside the allowed registries ({', '.join(allowed)}). "
+                "Mirror it into Artifact Registry (a remote repository works) and point "
+                f"{path}.image there."
             )
 
 
 # --------------------------------------------------------------------------- services
 
 
-def _load_balancer(args: ResourceValidationArgs, report: ReportViolation) -> None:
+@RULES.resource(SERVICE, "k8s-service-no-public-load-balancer", params=("allowPublicLoadBalancer",))
+def _load_balancer(args: ResourceValidationArgs) -> Messages:
+    """Services are not external LoadBalancers unless internal or explicitly allowed."""
     if get(args.props, "spec", "type") != "LoadBalancer":
         return
     annotations = obj(get(args.props, "metadata", "annotations"))
@@ -303,65 +316,11 @@ def _load_balancer(args: ResourceValidationArgs, report: ReportViolation) -> Non
         return
     if truthy(param(args, "allowPublicLoadBalancer")):
         return
-    report(
+    yield (
         f"Service {args.name} is an external LoadBalancer (a public IP in front of the model "
         "server). Expose it through the platform Gateway, or add the annotation "
-        "networking.gke.io/load-balancer-type: Internal.",
-        None,
+        "networking.gke.io/load-balancer-type: Internal."
     )
 
 
-POLICIES: list[ResourceValidationPolicy] = [
-    resource_policy(
-        "k8s-containers-run-as-non-root",
-        "Workload containers run as a non-root user (runAsNonRoot or a non-zero runAsUser).",
-        types=WORKLOADS,
-        check=_run_as_non_root,
-    ),
-    resource_policy(
-        "k8s-privileged-containers-disallowed",
-        "No workload container runs privileged.",
-        types=WORKLOADS,
-        check=_privileged,
-    ),
-    resource_policy(
-        "k8s-privilege-escalation-disallowed",
-        "No workload container sets allowPrivilegeEscalation: true.",
-        types=WORKLOADS,
-        check=_privilege_escalation,
-    ),
-    resource_policy(
-        "k8s-accelerator-requests-equal-limits",
-        "Accelerator resources (nvidia.com/gpu, google.com/tpu) have limits equal to requests.",
-        types=WORKLOADS,
-        check=_accelerator_limits,
-    ),
-    resource_policy(
-        "k8s-accelerator-pods-select-nodes",
-        "Pods that request accelerators select a compute class or an accelerator node label.",
-        types=WORKLOADS,
-        check=_accelerator_nodes,
-    ),
-    resource_policy(
-        "k8s-image-tag-pinned",
-        "Container images are pinned by digest or an explicit version tag (no :latest, no "
-        "missing tag).",
-        types=WORKLOADS,
-        check=_image_pinned,
-    ),
-    resource_policy(
-        "k8s-image-from-artifact-registry",
-        "Container images should come from an allowed registry (Artifact Registry by default).",
-        types=WORKLOADS,
-        check=_image_registry,
-        level=ADVISORY,
-        params=("allowedRegistries",),
-    ),
-    resource_policy(
-        "k8s-service-no-public-load-balancer",
-        "Services are not external LoadBalancers unless internal or explicitly allowed.",
-        types=(SERVICE,),
-        check=_load_balancer,
-        params=("allowPublicLoadBalancer",),
-    ),
-]
+POLICIES = RULES.policies

@@ -6,9 +6,9 @@ import json
 import re
 from typing import Any
 
-from pulumi_policy import ReportViolation, ResourceValidationArgs, ResourceValidationPolicy
+from pulumi_policy import ResourceValidationArgs
 
-from gke_inference.policy.base import resource_policy
+from gke_inference.policy.base import Messages, Rules
 from gke_inference.policy.config import param
 from gke_inference.policy.props import items, obj, truthy
 
@@ -23,6 +23,8 @@ CRYPTO_KEY = "gcp:kms/cryptoKey:CryptoKey"
 PUBLIC_RANGES = ("0.0.0.0/0", "::/0")
 ADMIN_PORTS = {22: "SSH", 3389: "RDP"}
 PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
+
+RULES = Rules()
 
 
 # --------------------------------------------------------------------------- firewall
@@ -44,7 +46,9 @@ def _port_hits(ports: list[Any]) -> list[int]:
     return sorted(hits)
 
 
-def _firewall(args: ResourceValidationArgs, report: ReportViolation) -> None:
+@RULES.resource(FIREWALL, "firewall-no-public-admin-ingress")
+def _firewall(args: ResourceValidationArgs) -> Messages:
+    """No ingress firewall rule opens SSH (tcp/22) or RDP (tcp/3389) to 0.0.0.0/0 or ::/0."""
     props = args.props
     if str(props.get("direction") or "INGRESS").upper() != "INGRESS" or truthy(
         props.get("disabled")
@@ -65,23 +69,22 @@ def _firewall(args: ResourceValidationArgs, report: ReportViolation) -> None:
             exposed.update(_port_hits(items(obj(allow).get("ports"))))
     if exposed:
         names = ", ".join(f"{ADMIN_PORTS[p]} (tcp/{p})" for p in sorted(exposed))
-        report(
-            f"Firewall {args.name} opens {names} to {', '.join(public)}. Restrict "
-            "sourceRanges to your admin networks or use IAP TCP forwarding "
-            "(35.235.240.0/20).",
-            None,
+        yield (
+            f"Firewall {args.name} opens {names} to {', '.join(public)}. Restrict sourceRanges "
+            "to your admin networks or use IAP TCP forwarding (35.235.240.0/20)."
         )
 
 
 # --------------------------------------------------------------------------- storage
 
 
-def _bucket_uniform(args: ResourceValidationArgs, report: ReportViolation) -> None:
+@RULES.resource(BUCKET, "storage-bucket-uniform-access")
+def _bucket_uniform(args: ResourceValidationArgs) -> Messages:
+    """Cloud Storage buckets use uniform bucket-level access (IAM only, no object ACLs)."""
     if not truthy(args.props.get("uniformBucketLevelAccess")):
-        report(
+        yield (
             f"Bucket {args.name} allows per-object ACLs (the provider default). "
-            "Set uniformBucketLevelAccess to true.",
-            None,
+            "Set uniformBucketLevelAccess to true."
         )
 
 
@@ -104,26 +107,31 @@ def _public_members(args: ResourceValidationArgs) -> list[str]:
     return sorted({str(m) for m in members if m in PUBLIC_MEMBERS})
 
 
-def _bucket_public(args: ResourceValidationArgs, report: ReportViolation) -> None:
+@RULES.resource(
+    (BUCKET_IAM_MEMBER, BUCKET_IAM_BINDING, BUCKET_IAM_POLICY, BUCKET_ACL),
+    "storage-bucket-no-public-access",
+)
+def _bucket_public(args: ResourceValidationArgs) -> Messages:
+    """No bucket IAM member, binding, policy or ACL grants allUsers or allAuthenticatedUsers."""
     public = _public_members(args)
     if public:
-        report(
+        yield (
             f"{args.name} grants bucket access to {', '.join(public)} (anyone on the "
-            "internet). Grant the role to specific service accounts or groups instead.",
-            None,
+            "internet). Grant the role to specific service accounts or groups instead."
         )
 
 
 # --------------------------------------------------------------------------- KMS
 
 
-def _key_protected(args: ResourceValidationArgs, report: ReportViolation) -> None:
+@RULES.resource(CRYPTO_KEY, "kms-key-protected")
+def _key_protected(args: ResourceValidationArgs) -> Messages:
+    """Cloud KMS keys are protected from deletion by Pulumi (resource option protect)."""
     if not args.opts.protect:
-        report(
+        yield (
             f"KMS key {args.name} can be destroyed by `pulumi destroy`, which makes "
             "everything it encrypted unreadable. Register it with "
-            "ResourceOptions(protect=True).",
-            None,
+            "ResourceOptions(protect=True)."
         )
 
 
@@ -132,7 +140,9 @@ def rotation_seconds(value: Any) -> float | None:
     return float(match.group(1)) if match else None
 
 
-def _key_rotation(args: ResourceValidationArgs, report: ReportViolation) -> None:
+@RULES.resource(CRYPTO_KEY, "kms-key-rotation-period", params=("maxRotationDays",))
+def _key_rotation(args: ResourceValidationArgs) -> Messages:
+    """Symmetric Cloud KMS keys rotate automatically at least every maxRotationDays days."""
     purpose = args.props.get("purpose") or "ENCRYPT_DECRYPT"
     if purpose != "ENCRYPT_DECRYPT":
         args.not_applicable(f"{purpose} keys cannot rotate automatically")
@@ -140,49 +150,15 @@ def _key_rotation(args: ResourceValidationArgs, report: ReportViolation) -> None
     value = args.props.get("rotationPeriod")
     seconds = rotation_seconds(value)
     if seconds is None:
-        report(
+        yield (
             f"KMS key {args.name} never rotates (rotationPeriod {value!r}). Set "
-            f"rotationPeriod to at most '{max_days * 86400}s' ({max_days} days).",
-            None,
+            f"rotationPeriod to at most '{max_days * 86400}s' ({max_days} days)."
         )
     elif seconds > max_days * 86400:
-        report(
+        yield (
             f"KMS key {args.name} rotates every {seconds / 86400:g} days. Set "
-            f"rotationPeriod to at most '{max_days * 86400}s' ({max_days} days).",
-            None,
+            f"rotationPeriod to at most '{max_days * 86400}s' ({max_days} days)."
         )
 
 
-POLICIES: list[ResourceValidationPolicy] = [
-    resource_policy(
-        "firewall-no-public-admin-ingress",
-        "No ingress firewall rule opens SSH (tcp/22) or RDP (tcp/3389) to 0.0.0.0/0 or ::/0.",
-        types=(FIREWALL,),
-        check=_firewall,
-    ),
-    resource_policy(
-        "storage-bucket-uniform-access",
-        "Cloud Storage buckets use uniform bucket-level access (IAM only, no object ACLs).",
-        types=(BUCKET,),
-        check=_bucket_uniform,
-    ),
-    resource_policy(
-        "storage-bucket-no-public-access",
-        "No bucket IAM member, binding, policy or ACL grants allUsers or allAuthenticatedUsers.",
-        types=(BUCKET_IAM_MEMBER, BUCKET_IAM_BINDING, BUCKET_IAM_POLICY, BUCKET_ACL),
-        check=_bucket_public,
-    ),
-    resource_policy(
-        "kms-key-protected",
-        "Cloud KMS keys are protected from deletion by Pulumi (resource option protect).",
-        types=(CRYPTO_KEY,),
-        check=_key_protected,
-    ),
-    resource_policy(
-        "kms-key-rotation-period",
-        "Symmetric Cloud KMS keys rotate automatically at least every maxRotationDays days.",
-        types=(CRYPTO_KEY,),
-        check=_key_rotation,
-        params=("maxRotationDays",),
-    ),
-]
+POLICIES = RULES.policies

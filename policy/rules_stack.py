@@ -14,17 +14,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pulumi_policy import (
-    PolicyResource,
-    ReportViolation,
-    StackValidationArgs,
-    StackValidationPolicy,
-)
+from pulumi_policy import PolicyResource, ReportViolation, StackValidationArgs
 
 from gke_inference.policy import vllm_metrics
-from gke_inference.policy.base import stack_policy
+from gke_inference.policy.base import Rules
 from gke_inference.policy.config import param
-from gke_inference.policy.props import get, items, number, obj
+from gke_inference.policy.props import get, items, number, obj, short_type
 from gke_inference.policy.rules_kubernetes import (
     DEPLOYMENT,
     PodSpec,
@@ -37,6 +32,8 @@ from gke_inference.policy.rules_kubernetes import (
 HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
 PDB = "kubernetes:policy/v1:PodDisruptionBudget"
 KIND_LABEL = "gke-inference/kind"
+
+RULES = Rules()
 
 # --------------------------------------------------------------------------- labels
 
@@ -86,7 +83,9 @@ def provider_default_labels(props: Mapping[str, Any]) -> Mapping[str, Any]:
     return obj(value)
 
 
+@RULES.stack("gcp-required-labels", params=("requiredLabels",))
 def _labels(args: StackValidationArgs, report: ReportViolation) -> None:
+    """Every labelable Google Cloud resource carries the required labels (environment)."""
     required = [str(label) for label in param(args, "requiredLabels")]
     for resource in args.resources:
         path = label_field(resource)
@@ -98,7 +97,7 @@ def _labels(args: StackValidationArgs, report: ReportViolation) -> None:
         missing = [label for label in required if not labels.get(label)]
         if missing:
             report(
-                f"{resource.name} ({resource.resource_type.rsplit(':', 1)[-1]}) lacks the "
+                f"{resource.name} ({short_type(resource.resource_type)}) lacks the "
                 f"label(s) {', '.join(missing)}. Add them to {path} (or to the provider's "
                 "defaultLabels).",
                 resource.urn,
@@ -169,7 +168,9 @@ def _hpas_for(args: StackValidationArgs, workload: Workload) -> list[PolicyResou
     return found
 
 
+@RULES.stack("k8s-online-workload-has-hpa")
 def _hpa_coverage(args: StackValidationArgs, report: ReportViolation) -> None:
+    """Every online inference Deployment has an HPA with maxReplicas targeting it."""
     for workload in online_workloads(args):
         hpas = _hpas_for(args, workload)
         if not hpas:
@@ -207,7 +208,9 @@ def selector_matches(selector: Mapping[str, Any], labels: Mapping[str, Any]) -> 
     return True
 
 
+@RULES.stack("k8s-online-workload-has-pdb")
 def _pdb_coverage(args: StackValidationArgs, report: ReportViolation) -> None:
+    """Every online inference Deployment has a PodDisruptionBudget selecting its pods."""
     pdbs = [r for r in args.resources if r.resource_type == PDB]
     for workload in online_workloads(args):
         covered = any(
@@ -236,7 +239,9 @@ def serving_containers(pod: PodSpec) -> list[tuple[str, Mapping[str, Any]]]:
     return with_ports or app[:1]
 
 
+@RULES.stack("k8s-online-workload-readiness-probe")
 def _readiness(args: StackValidationArgs, report: ReportViolation) -> None:
+    """The serving container of every online inference Deployment has a readiness probe."""
     for workload in online_workloads(args):
         for pod in workload.pods:
             for path, container in serving_containers(pod):
@@ -274,7 +279,9 @@ def vllm_versions(workload: Workload) -> list[tuple[str, vllm_metrics.Version]]:
     return found
 
 
+@RULES.stack("k8s-hpa-vllm-metrics-exported")
 def _hpa_metrics(args: StackValidationArgs, report: ReportViolation) -> None:
+    """HPA metrics on vLLM use names the Deployment's vLLM version actually exports."""
     workloads = deployments(args)
     everywhere = [v for w in workloads for v in vllm_versions(w)]
     for hpa in (r for r in args.resources if r.resource_type == HPA):
@@ -294,31 +301,4 @@ def _hpa_metrics(args: StackValidationArgs, report: ReportViolation) -> None:
                     )
 
 
-POLICIES: list[StackValidationPolicy] = [
-    stack_policy(
-        "gcp-required-labels",
-        "Every labelable Google Cloud resource carries the required labels (environment).",
-        check=_labels,
-        params=("requiredLabels",),
-    ),
-    stack_policy(
-        "k8s-online-workload-has-hpa",
-        "Every online inference Deployment has an HPA with maxReplicas targeting it.",
-        check=_hpa_coverage,
-    ),
-    stack_policy(
-        "k8s-online-workload-has-pdb",
-        "Every online inference Deployment has a PodDisruptionBudget selecting its pods.",
-        check=_pdb_coverage,
-    ),
-    stack_policy(
-        "k8s-online-workload-readiness-probe",
-        "The serving container of every online inference Deployment has a readiness probe.",
-        check=_readiness,
-    ),
-    stack_policy(
-        "k8s-hpa-vllm-metrics-exported",
-        "HPA metrics on vLLM use names the Deployment's vLLM version actually exports.",
-        check=_hpa_metrics,
-    ),
-]
+POLICIES = RULES.policies

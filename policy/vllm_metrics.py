@@ -21,7 +21,7 @@ Sources (checked in vllm-project/vllm):
   X.Y+2. ``vllm:time_per_output_token_seconds`` was deprecated in 0.11 for
   ``vllm:inter_token_latency_seconds`` (new name present since 0.10.2).
 
-Versions marked ``None`` have no known lower bound (present since metrics
+An empty version has no known bound (a blank "since": present since metrics
 were added). Where a bound is uncertain the table errs towards accepting the
 name, so the rule does not flag a working HPA.
 """
@@ -54,83 +54,80 @@ class VllmMetric:
         return "exported"
 
 
-def _m(name: str, kind: str, **kw: object) -> VllmMetric:
-    return VllmMetric(name, kind, **kw)  # type: ignore[arg-type]
+# One row a metric, in the order of the server's docs. Columns: name as scraped (counters
+# with their _total suffix), Managed Prometheus kind, then the first vLLM version that
+# exports it, that hides it (only shown with --show-hidden-metrics-for-version) and that
+# no longer has it; "" is no bound.
+_TABLE: tuple[tuple[str, str, str, str, str], ...] = (
+    # name                                        kind         since     hidden  removed
+    ("vllm:num_requests_running",                 "gauge",     "",       "",     ""),
+    ("vllm:num_requests_waiting",                 "gauge",     "",       "",     ""),
+    ("vllm:num_requests_swapped",                 "gauge",     "",       "",     "0.11"),
+    ("vllm:gpu_cache_usage_perc",                 "gauge",     "",       "0.11", "0.12"),
+    ("vllm:cpu_cache_usage_perc",                 "gauge",     "",       "",     "0.11"),
+    ("vllm:kv_cache_usage_perc",                  "gauge",     "0.9.2",  "",     ""),
+    ("vllm:gpu_prefix_cache_hit_rate",            "gauge",     "",       "",     "0.11"),
+    ("vllm:gpu_prefix_cache_queries_total",       "counter",   "",       "0.11", "0.12"),
+    ("vllm:gpu_prefix_cache_hits_total",          "counter",   "",       "0.11", "0.12"),
+    ("vllm:prefix_cache_queries_total",           "counter",   "0.9.2",  "",     ""),
+    ("vllm:prefix_cache_hits_total",              "counter",   "0.9.2",  "",     ""),
+    ("vllm:num_preemptions_total",                "counter",   "",       "",     ""),
+    ("vllm:prompt_tokens_total",                  "counter",   "",       "",     ""),
+    ("vllm:generation_tokens_total",              "counter",   "",       "",     ""),
+    ("vllm:request_success_total",                "counter",   "",       "",     ""),
+    ("vllm:cache_config_info",                    "gauge",     "",       "",     ""),
+    ("vllm:iteration_tokens_total",               "histogram", "",       "",     ""),
+    ("vllm:time_to_first_token_seconds",          "histogram", "",       "",     ""),
+    ("vllm:time_per_output_token_seconds",        "histogram", "",       "0.12", "0.13"),
+    ("vllm:inter_token_latency_seconds",          "histogram", "0.10.2", "",     ""),
+    ("vllm:e2e_request_latency_seconds",          "histogram", "",       "",     ""),
+    ("vllm:request_queue_time_seconds",           "histogram", "",       "",     ""),
+    ("vllm:request_inference_time_seconds",       "histogram", "",       "",     ""),
+    ("vllm:request_prefill_time_seconds",         "histogram", "",       "",     ""),
+    ("vllm:request_decode_time_seconds",          "histogram", "",       "",     ""),
+    ("vllm:request_prompt_tokens",                "histogram", "",       "",     ""),
+    ("vllm:request_generation_tokens",            "histogram", "",       "",     ""),
+    ("vllm:request_max_num_generation_tokens",    "histogram", "",       "",     ""),
+    ("vllm:request_params_n",                     "histogram", "",       "",     ""),
+    ("vllm:request_params_max_tokens",            "histogram", "",       "",     ""),
+    ("vllm:avg_prompt_throughput_toks_per_s",     "gauge",     "",       "",     "0.8"),
+    ("vllm:avg_generation_throughput_toks_per_s", "gauge",     "",       "",     "0.8"),
+)  # fmt: skip
 
-
-METRICS: dict[str, VllmMetric] = {
-    m.name: m
-    for m in (
-        _m("vllm:num_requests_running", "gauge"),
-        _m("vllm:num_requests_waiting", "gauge"),
-        _m(
-            "vllm:num_requests_swapped",
-            "gauge",
-            removed_in=(0, 11, 0),
-            replacement="vllm:num_requests_waiting",
-        ),
-        _m(
-            "vllm:gpu_cache_usage_perc",
-            "gauge",
-            hidden_from=(0, 11, 0),
-            removed_in=(0, 12, 0),
-            replacement="vllm:kv_cache_usage_perc",
-        ),
-        _m("vllm:cpu_cache_usage_perc", "gauge", removed_in=(0, 11, 0)),
-        _m("vllm:kv_cache_usage_perc", "gauge", since=(0, 9, 2)),
-        _m(
-            "vllm:gpu_prefix_cache_hit_rate",
-            "gauge",
-            removed_in=(0, 11, 0),
-            replacement="vllm:prefix_cache_hits_total",
-        ),
-        _m(
-            "vllm:gpu_prefix_cache_queries_total",
-            "counter",
-            hidden_from=(0, 11, 0),
-            removed_in=(0, 12, 0),
-            replacement="vllm:prefix_cache_queries_total",
-        ),
-        _m(
-            "vllm:gpu_prefix_cache_hits_total",
-            "counter",
-            hidden_from=(0, 11, 0),
-            removed_in=(0, 12, 0),
-            replacement="vllm:prefix_cache_hits_total",
-        ),
-        _m("vllm:prefix_cache_queries_total", "counter", since=(0, 9, 2)),
-        _m("vllm:prefix_cache_hits_total", "counter", since=(0, 9, 2)),
-        _m("vllm:num_preemptions_total", "counter"),
-        _m("vllm:prompt_tokens_total", "counter"),
-        _m("vllm:generation_tokens_total", "counter"),
-        _m("vllm:request_success_total", "counter"),
-        _m("vllm:cache_config_info", "gauge"),
-        _m("vllm:iteration_tokens_total", "histogram"),
-        _m("vllm:time_to_first_token_seconds", "histogram"),
-        _m(
-            "vllm:time_per_output_token_seconds",
-            "histogram",
-            hidden_from=(0, 12, 0),
-            removed_in=(0, 13, 0),
-            replacement="vllm:inter_token_latency_seconds",
-        ),
-        _m("vllm:inter_token_latency_seconds", "histogram", since=(0, 10, 2)),
-        _m("vllm:e2e_request_latency_seconds", "histogram"),
-        _m("vllm:request_queue_time_seconds", "histogram"),
-        _m("vllm:request_inference_time_seconds", "histogram"),
-        _m("vllm:request_prefill_time_seconds", "histogram"),
-        _m("vllm:request_decode_time_seconds", "histogram"),
-        _m("vllm:request_prompt_tokens", "histogram"),
-        _m("vllm:request_generation_tokens", "histogram"),
-        _m("vllm:request_max_num_generation_tokens", "histogram"),
-        _m("vllm:request_params_n", "histogram"),
-        _m("vllm:request_params_max_tokens", "histogram"),
-        _m("vllm:avg_prompt_throughput_toks_per_s", "gauge", removed_in=(0, 8, 0)),
-        _m("vllm:avg_generation_throughput_toks_per_s", "gauge", removed_in=(0, 8, 0)),
-    )
+#: What to use instead of a metric that is hidden or removed, for the message.
+_REPLACEMENTS: dict[str, str] = {
+    "vllm:num_requests_swapped": "vllm:num_requests_waiting",
+    "vllm:gpu_cache_usage_perc": "vllm:kv_cache_usage_perc",
+    "vllm:gpu_prefix_cache_hit_rate": "vllm:prefix_cache_hits_total",
+    "vllm:gpu_prefix_cache_queries_total": "vllm:prefix_cache_queries_total",
+    "vllm:gpu_prefix_cache_hits_total": "vllm:prefix_cache_hits_total",
+    "vllm:time_per_output_token_seconds": "vllm:inter_token_latency_seconds",
 }
 
 _VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?(?:[-.+].*)?$")
+
+
+def parse_version(text: str) -> Version | None:
+    """``0.11``, ``v0.11.2`` or ``0.11.2-cu128`` -> (0, 11, 2); None if it is no version."""
+    match = _VERSION.match(text)
+    if not match:
+        return None
+    return (int(match.group(1)), int(match.group(2)), int(match.group(3) or 0))
+
+
+def _bound(text: str) -> Version | None:
+    version = parse_version(text) if text else None
+    if text and version is None:
+        raise ValueError(f"{text!r} in the vLLM metric table is not a version")
+    return version
+
+
+METRICS: dict[str, VllmMetric] = {
+    name: VllmMetric(
+        name, kind, _bound(since), _bound(hidden), _bound(removed), _REPLACEMENTS.get(name)
+    )
+    for name, kind, since, hidden, removed in _TABLE
+}
 
 
 def version_of_image(image: str) -> Version | None:
@@ -139,10 +136,7 @@ def version_of_image(image: str) -> Version | None:
     last = reference.rsplit("/", 1)[-1]
     if "vllm" not in reference.lower() or ":" not in last:
         return None
-    match = _VERSION.match(last.rsplit(":", 1)[1])
-    if not match:
-        return None
-    return (int(match.group(1)), int(match.group(2)), int(match.group(3) or 0))
+    return parse_version(last.rsplit(":", 1)[1])
 
 
 def parse_metric_name(name: str) -> tuple[str, str | None] | None:

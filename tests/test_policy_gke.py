@@ -59,6 +59,8 @@ def deleter(*path: str) -> Mutation:
 
 STANDARD = ("prod",)
 AUTOPILOT = ("prod", "cluster.mode=autopilot")
+# Where a cluster keeps the node auto-provisioning defaults.
+AUTO_PROVISIONING = ("clusterAutoscaling", "autoProvisioningDefaults")
 
 # (rule, plan, resource type, mutation) — the mutation must make exactly that rule fire.
 CASES: list[tuple[str, tuple[str, ...], str, Mutation]] = [
@@ -163,7 +165,7 @@ CASES: list[tuple[str, tuple[str, ...], str, Mutation]] = [
         "gke-shielded-nodes-secure-boot",
         STANDARD,
         CLUSTER,
-        deleter("clusterAutoscaling", "autoProvisioningDefaults", "shieldedInstanceConfig"),
+        deleter(*AUTO_PROVISIONING, "shieldedInstanceConfig"),
     ),
     (
         "gke-shielded-nodes-secure-boot",
@@ -182,11 +184,7 @@ CASES: list[tuple[str, tuple[str, ...], str, Mutation]] = [
         STANDARD,
         CLUSTER,
         setter(
-            "clusterAutoscaling",
-            "autoProvisioningDefaults",
-            "shieldedInstanceConfig",
-            "enableIntegrityMonitoring",
-            value=False,
+            *AUTO_PROVISIONING, "shieldedInstanceConfig", "enableIntegrityMonitoring", value=False
         ),
     ),
     (
@@ -215,7 +213,7 @@ CASES: list[tuple[str, tuple[str, ...], str, Mutation]] = [
         "gke-not-using-default-service-account",
         AUTOPILOT,
         CLUSTER,
-        deleter("clusterAutoscaling", "autoProvisioningDefaults", "serviceAccount"),
+        deleter(*AUTO_PROVISIONING, "serviceAccount"),
     ),
     (
         "gke-metadata-server-enabled",
@@ -235,41 +233,14 @@ CASES: list[tuple[str, tuple[str, ...], str, Mutation]] = [
         NODE_POOL,
         setter("nodeConfig", "metadata", "disable-legacy-endpoints", value="false"),
     ),
-    (
-        "gke-node-auto-repair-enabled",
-        STANDARD,
-        NODE_POOL,
-        setter("management", "autoRepair", value=False),
-    ),
-    (
-        "gke-node-auto-repair-enabled",
-        STANDARD,
-        CLUSTER,
-        setter(
-            "clusterAutoscaling",
-            "autoProvisioningDefaults",
-            "management",
-            "autoRepair",
-            value=False,
-        ),
-    ),
-    (
-        "gke-node-auto-upgrade-enabled",
-        STANDARD,
-        NODE_POOL,
-        setter("management", "autoUpgrade", value=False),
-    ),
-    (
-        "gke-node-auto-upgrade-enabled",
-        STANDARD,
-        CLUSTER,
-        setter(
-            "clusterAutoscaling",
-            "autoProvisioningDefaults",
-            "management",
-            "autoUpgrade",
-            value=False,
-        ),
+    # A node pool's own management block, then the auto-provisioning defaults of a cluster.
+    *(
+        (rule, STANDARD, type_, setter(*where, "management", field, value=False))
+        for rule, field in (
+            ("gke-node-auto-repair-enabled", "autoRepair"),
+            ("gke-node-auto-upgrade-enabled", "autoUpgrade"),
+        )
+        for type_, where in ((NODE_POOL, ()), (CLUSTER, AUTO_PROVISIONING))
     ),
 ]
 

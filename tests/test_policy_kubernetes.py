@@ -16,6 +16,7 @@ import pytest
 
 from gke_inference.offline.policy_check import PolicyReport, check_resources
 from gke_inference.offline.recording import Plan, run_offline
+from gke_inference.policy import vllm_metrics
 from gke_inference.policy.pack import policy_named
 
 VLLM_IMAGE = "us-central1-docker.pkg.dev/acme-inference-prod/docker-hub/vllm/vllm-openai:v0.11.2"
@@ -387,3 +388,11 @@ def test_hpa_metric_kind_must_match() -> None:
         )
     )
     assert "is a gauge" in run(plan, "k8s-hpa-vllm-metrics-exported").violations[0].message
+
+
+def test_every_replacement_is_a_metric_and_only_retired_metrics_have_one() -> None:
+    for metric in vllm_metrics.METRICS.values():
+        if metric.replacement is not None:
+            assert metric.replacement in vllm_metrics.METRICS, metric
+            assert metric.hidden_from or metric.removed_in, metric
+    assert set(vllm_metrics._REPLACEMENTS) <= set(vllm_metrics.METRICS)

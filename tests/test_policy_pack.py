@@ -14,6 +14,7 @@ import yaml
 
 from gke_inference.offline.policy_check import check_resources
 from gke_inference.offline.recording import Plan
+from gke_inference.policy.base import Rules
 from gke_inference.policy.config import PARAMETERS, PolicyConfigError, resolve_pack_config
 from gke_inference.policy.pack import ALL_POLICIES, PACK_NAME
 
@@ -128,3 +129,12 @@ def test_levels_from_config_change_the_offline_result(plan_of: Callable[..., Pla
     ]
     assert levels({"all": "advisory"}) == [("gke-private-nodes-enabled", "advisory")]
     assert levels({"all": "disabled"}) == []
+
+
+def test_a_check_without_a_docstring_cannot_become_a_policy() -> None:
+    # The description of a policy is its check's docstring (python -OO would drop it).
+    def check(args: Any) -> list[str]:
+        return []
+
+    with pytest.raises(TypeError, match="no docstring"):
+        Rules().resource("gcp:storage/bucket:Bucket", "bucket-something")(check)

@@ -14,8 +14,8 @@ import asyncio
 import inspect
 import json
 import sys
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,12 +45,7 @@ class Violation:
     message: str
 
     def to_json(self) -> dict[str, str]:
-        return {
-            "policy": self.policy,
-            "level": self.level,
-            "urn": self.urn,
-            "message": self.message,
-        }
+        return asdict(self)
 
 
 @dataclass
@@ -127,12 +122,22 @@ def check_resources(
     )
     by_urn = {r.urn: r for r in resources}
     analyzed = [r for r in resources if r.type != STACK_TYPE]
+    stack_urn = next((r.urn for r in resources if r.type == STACK_TYPE), "")
 
     providers: dict[str, PolicyProviderResource] = {}
     for r in resources:
         if r.provider and r.provider in by_urn and r.provider not in providers:
             p = by_urn[r.provider]
             providers[r.provider] = PolicyProviderResource(p.type, _copy(p.inputs), p.urn, p.name)
+    stack_resources = _policy_resources(analyzed, providers)
+
+    def runs(policy: Policy, props: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+        """(urn, validation args) of each run of ``policy``: per resource, or the whole stack."""
+        if isinstance(policy, StackValidationPolicy):
+            yield stack_urn, StackValidationArgs(stack_resources, props)
+            return
+        for r in analyzed:
+            yield r.urn, ResourceValidationArgs(*_common_args(r, providers), props)
 
     report = PolicyReport(checked=len(analyzed))
 
@@ -146,80 +151,38 @@ def check_resources(
 
         return report_violation
 
-    def effective(policy: Policy) -> tuple[EnforcementLevel, dict[str, Any]] | None:
-        cfg = resolved[policy.name]
-        level = cfg.level
+    # Every resource policy runs before the stack policies, as in the CLI.
+    ordered: list[ResourceValidationPolicy | StackValidationPolicy]
+    ordered = [p for p in policies if isinstance(p, ResourceValidationPolicy)]
+    ordered += [p for p in policies if isinstance(p, StackValidationPolicy)]
+    for policy in ordered:
+        level = resolved[policy.name].level
         if level == EnforcementLevel.DISABLED:
-            return None
+            continue
         if level == EnforcementLevel.REMEDIATE:  # no remediations here: report as the CLI does
             level = EnforcementLevel.MANDATORY
-        return level, dict(cfg.properties)
-
-    for policy in policies:
-        if not isinstance(policy, ResourceValidationPolicy):
-            continue
-        eff = effective(policy)
-        if eff is None:
-            continue
-        level, props = eff
-        for r in analyzed:
-            args = ResourceValidationArgs(
-                r.type,
-                _copy(r.inputs),
-                r.urn,
-                r.name,
-                _options(r),
-                providers.get(r.provider or ""),
-                props,
-            )
+        for urn, args in runs(policy, dict(resolved[policy.name].properties)):
             try:
-                _run(policy.validate(args, reporter(policy, level, r.urn)))
+                _run(policy.validate(args, reporter(policy, level, urn)))
             except Exception as exc:  # only not_applicable is expected
                 why = _is_not_applicable(exc)
                 if why is None:
                     raise
-                report.not_applicable.append((policy.name, r.urn, why))
-
-    stack_resources = _policy_resources(analyzed, providers)
-    stack_urn = next((r.urn for r in resources if r.type == STACK_TYPE), "")
-    for policy in policies:
-        if not isinstance(policy, StackValidationPolicy):
-            continue
-        eff = effective(policy)
-        if eff is None:
-            continue
-        level, props = eff
-        try:
-            _run(
-                policy.validate(
-                    StackValidationArgs(stack_resources, props), reporter(policy, level, stack_urn)
-                )
-            )
-        except Exception as exc:
-            why = _is_not_applicable(exc)
-            if why is None:
-                raise
-            report.not_applicable.append((policy.name, stack_urn, why))
+                report.not_applicable.append((policy.name, urn, why))
     return report
+
+
+def _common_args(
+    r: RecordedResource, providers: Mapping[str, PolicyProviderResource]
+) -> tuple[str, Any, str, str, PolicyResourceOptions, PolicyProviderResource | None]:
+    """The leading arguments the SDK's validation args and PolicyResource both take."""
+    return r.type, _copy(r.inputs), r.urn, r.name, _options(r), providers.get(r.provider or "")
 
 
 def _policy_resources(
     resources: Sequence[RecordedResource], providers: Mapping[str, PolicyProviderResource]
 ) -> list[PolicyResource]:
-    made = {
-        r.urn: PolicyResource(
-            r.type,
-            _copy(r.inputs),
-            r.urn,
-            r.name,
-            _options(r),
-            providers.get(r.provider or ""),
-            None,
-            [],
-            {},
-        )
-        for r in resources
-    }
+    made = {r.urn: PolicyResource(*_common_args(r, providers), None, [], {}) for r in resources}
     for r in resources:
         made[r.urn].parent = made.get(r.parent or "")
         made[r.urn].dependencies = [made[d] for d in r.depends_on if d in made]

@@ -17,7 +17,7 @@ import pytest
 # Helper modules next to this file (pytest runs with --import-mode=importlib).
 sys.path.insert(0, str(Path(__file__).parent))
 
-from fake_vllm import FakeVLLM
+from fake_vllm import FakeVLLM, model_env
 from pubsub_emulator import PROJECT, Collector, PubSubAdmin, running_emulator
 
 
@@ -70,27 +70,18 @@ class PubSubSetup:
     _collectors: list[Collector] = field(default_factory=list)
 
     def env(self, model_url: str, **overrides: Any) -> dict[str, str]:
-        env = {
+        streaming = {
             "GOOGLE_CLOUD_PROJECT": PROJECT,
             # one id and two full paths: both spellings are exercised
             "INPUT_SUBSCRIPTION": self.input_subscription.rsplit("/", 1)[1],
             "OUTPUT_TOPIC": self.output_topic,
             "DEAD_LETTER_TOPIC": self.dead_letter_topic,
-            "MODEL_ENDPOINT": model_url,
-            "MODEL_NAME": "fake-model",
-            "MAX_CONCURRENCY": "4",
-            "REQUEST_TIMEOUT_S": "10",
-            "MAX_ATTEMPTS": "3",
-            "BACKOFF_INITIAL_S": "0.05",
-            "BACKOFF_MAX_S": "0.2",
             "METRICS_PORT": "0",
-            "MODEL_READY_TIMEOUT_S": "0",
             "SHUTDOWN_GRACE_S": "10",
             # Short lease extensions: unacked messages of a stopped worker expire sooner.
             "MAX_LEASE_EXTENSION_S": "10",
         }
-        env.update({k: str(v) for k, v in overrides.items()})
-        return env
+        return model_env(model_url, **{**streaming, **overrides})
 
 
 @pytest.fixture

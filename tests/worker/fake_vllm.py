@@ -24,6 +24,21 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
+def model_env(url: str, **overrides: Any) -> dict[str, str]:
+    """The model settings of a worker under test: the model at ``url``, small limits, fast retries."""
+    env = {
+        "MODEL_ENDPOINT": url,
+        "MODEL_NAME": "fake-model",
+        "MAX_CONCURRENCY": "4",
+        "REQUEST_TIMEOUT_S": "10",
+        "MAX_ATTEMPTS": "3",
+        "BACKOFF_INITIAL_S": "0.05",
+        "BACKOFF_MAX_S": "0.2",
+        "MODEL_READY_TIMEOUT_S": "0",
+    }
+    return {**env, **{k: str(v) for k, v in overrides.items()}}
+
+
 class FakeVLLM:
     def __init__(self) -> None:
         self.delay_s = 0.0

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_vllm import FakeVLLM
+from fake_vllm import FakeVLLM, model_env
 from pubsub_emulator import stop_process_group
 
 from gke_inference_worker import files
@@ -31,21 +31,15 @@ def write_shard(directory: Path, n: int, index: int = 0, extra: list[str] | None
 
 
 def batch_env(tmp_path: Path, model_url: str, **overrides: Any) -> dict[str, str]:
-    env = {
+    batch = {
         "INPUT_DIR": str(tmp_path / "in"),
         "OUTPUT_DIR": str(tmp_path / "out"),
         "JOB_COMPLETION_INDEX": "0",
-        "MODEL_ENDPOINT": model_url,
-        "MODEL_NAME": "fake-model",
-        "MAX_CONCURRENCY": "4",
-        "REQUEST_TIMEOUT_S": "10",
         "MAX_ATTEMPTS": "2",
         "BACKOFF_INITIAL_S": "0.01",
         "BACKOFF_MAX_S": "0.05",
-        "MODEL_READY_TIMEOUT_S": "0",
     }
-    env.update({k: str(v) for k, v in overrides.items()})
-    return env
+    return model_env(model_url, **{**batch, **overrides})
 
 
 def run_in_process(env: dict[str, str]) -> int:

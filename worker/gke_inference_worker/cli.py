@@ -14,7 +14,7 @@ import signal
 from collections.abc import Sequence
 
 from . import __version__, jsonlog
-from .config import BatchConfig, ConfigError, ModelSettings, StreamingConfig
+from .config import BatchConfig, ConfigError, StreamingConfig
 
 EXIT_CONFIG = 2
 EXIT_MODEL_NOT_READY = 3
@@ -52,25 +52,20 @@ def _install_signal_handlers(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
-async def _run_streaming(config: StreamingConfig) -> int:
+async def _run(config: StreamingConfig | BatchConfig) -> int:
+    """Serve metrics and run the worker of ``config``'s mode until it is done or drained."""
     from .metrics import WorkerMetrics
-    from .streaming import StreamingWorker
 
     stop = asyncio.Event()
     _install_signal_handlers(stop)
     metrics = WorkerMetrics()
     metrics.serve(config.metrics_port)
-    return await StreamingWorker(config, metrics).run(stop)
+    if isinstance(config, StreamingConfig):
+        from .streaming import StreamingWorker  # imports the Pub/Sub client: streaming only
 
-
-async def _run_batch(config: BatchConfig) -> int:
+        return await StreamingWorker(config, metrics).run(stop)
     from .batch import BatchWorker
-    from .metrics import WorkerMetrics
 
-    stop = asyncio.Event()
-    _install_signal_handlers(stop)
-    metrics = WorkerMetrics()
-    metrics.serve(config.metrics_port)
     return await BatchWorker(config, metrics).run(stop)
 
 
@@ -78,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     level = os.environ.get("LOG_LEVEL", "INFO").upper()
     jsonlog.configure(level if level in {"DEBUG", "INFO", "WARNING", "ERROR"} else "INFO")
-    config: ModelSettings
+    config: StreamingConfig | BatchConfig
     try:
         config = (StreamingConfig if args.mode == "streaming" else BatchConfig).from_env(os.environ)
     except ConfigError as exc:
@@ -93,10 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_MODEL_NOT_READY
 
     try:
-        if isinstance(config, StreamingConfig):
-            return asyncio.run(_run_streaming(config))
-        assert isinstance(config, BatchConfig)
-        return asyncio.run(_run_batch(config))
+        return asyncio.run(_run(config))
     except Exception:  # last resort: one structured line, not a traceback dump
         log.exception("worker crashed", mode=args.mode)
         return 1

@@ -90,6 +90,7 @@ TopicRef = Annotated[str, _resource_check("topics")]
 SubscriptionRef = Annotated[str, _resource_check("subscriptions")]
 Pattern = Annotated[str, AfterValidator(_check_pattern)]
 NonEmpty = Annotated[str, Field(min_length=1)]
+Port = Annotated[int, Field(ge=0, le=65535)]
 
 
 class _EnvModel(BaseModel):
@@ -183,7 +184,7 @@ class StreamingConfig(ModelSettings):
     input_subscription: SubscriptionRef = Field(alias="INPUT_SUBSCRIPTION")
     output_topic: TopicRef = Field(alias="OUTPUT_TOPIC")
     dead_letter_topic: TopicRef = Field(alias="DEAD_LETTER_TOPIC")
-    metrics_port: int = Field(default=9090, ge=0, le=65535, alias="METRICS_PORT")
+    metrics_port: Port = Field(default=9090, alias="METRICS_PORT")
     max_lease_extension_s: int = Field(default=60, ge=10, le=600, alias="MAX_LEASE_EXTENSION_S")
 
     ACCEPTED: ClassVar[dict[str, str]] = {
@@ -197,19 +198,16 @@ class StreamingConfig(ModelSettings):
 
     @model_validator(mode="after")
     def _resolve_paths(self) -> StreamingConfig:
-        kinds = {
-            "input_subscription": ("INPUT_SUBSCRIPTION", "subscriptions"),
-            "output_topic": ("OUTPUT_TOPIC", "topics"),
-            "dead_letter_topic": ("DEAD_LETTER_TOPIC", "topics"),
-        }
-        for field, (variable, kind) in kinds.items():
+        """Expand the ids among the topics and the subscription into full resource paths."""
+        for field, kind in (
+            ("input_subscription", "subscriptions"),
+            ("output_topic", "topics"),
+            ("dead_letter_topic", "topics"),
+        ):
             value: str = getattr(self, field)
             if "/" in value:
-                if not _FULL_PATH[kind].fullmatch(value):
-                    raise ValueError(
-                        f"{variable} is a resource path but not projects/P/{kind}/NAME"
-                    )
-                continue
+                continue  # a full path, already checked by the field's own validator
+            variable = type(self).model_fields[field].alias
             if not self.project:
                 raise ValueError(
                     f"GOOGLE_CLOUD_PROJECT is required because {variable}={value!r} is an id, "
@@ -230,7 +228,7 @@ class BatchConfig(ModelSettings):
     input_pattern: Pattern = Field(default="input_shard_{index}.jsonl", alias="INPUT_PATTERN")
     output_pattern: Pattern = Field(default="output_shard_{index}.jsonl", alias="OUTPUT_PATTERN")
     max_failure_fraction: float = Field(default=0.05, ge=0, le=1, alias="MAX_FAILURE_FRACTION")
-    metrics_port: int = Field(default=0, ge=0, le=65535, alias="METRICS_PORT")
+    metrics_port: Port = Field(default=0, alias="METRICS_PORT")
 
     ACCEPTED: ClassVar[dict[str, str]] = {
         **ModelSettings.ACCEPTED,
