@@ -3,9 +3,10 @@
 Registered on the main parser by :func:`add_automation_commands`. Progress
 lines are printed as the engine (or the offline plan) produces them.
 
-Exit codes: 0 ok, 1 the policy pack rejected the stack, 2 a user error (bad
-spec, unknown environment, no Pulumi CLI, stack busy or missing), 4 the
-operation failed in Pulumi.
+Exit codes (:class:`~gke_inference.core.errors.ExitCode`): 0 ok, 1 the policy
+pack rejected the stack, 2 a user error (bad spec, a spec the environment
+cannot deploy, unknown environment, no Pulumi CLI, stack busy or missing), 4
+the operation failed in Pulumi.
 """
 
 from __future__ import annotations
@@ -15,14 +16,13 @@ import difflib
 import json
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gke_inference.core.errors import Problem, UserInputError
+from gke_inference.core.errors import ExitCode, Problem, UserInputError
 
-EXIT_OK = 0
-EXIT_VIOLATION = 1
-EXIT_USER_ERROR = 2
-EXIT_OPERATION_FAILED = 4
+if TYPE_CHECKING:
+    from gke_inference.automation.runner import Runner, StackResult
+    from gke_inference.workloads.spec import WorkloadSpec
 
 RUNNERS = ("pulumi", "offline")
 
@@ -37,17 +37,25 @@ def _error(message: str) -> None:
     sys.stderr.flush()
 
 
-def _runner(args: argparse.Namespace) -> Any:
-    from gke_inference.automation.runners import make_runner
+def _runner(args: argparse.Namespace) -> Runner:
+    """The ``--runner``, configured from the environment (:class:`AutomationSettings`)."""
+    from gke_inference.automation.settings import AutomationSettings
 
-    return make_runner(args.runner)
+    settings = AutomationSettings.from_env()
+    if args.runner == "offline":
+        from gke_inference.automation.offline_runner import OfflineRunner
+
+        return OfflineRunner(settings, state_file=settings.state_dir / "offline-state.json")
+    from gke_inference.automation.pulumi_runner import PulumiRunner
+
+    return PulumiRunner(settings)
 
 
 def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """Map automation errors to exit codes and one clear message (no traceback)."""
 
     def run(args: argparse.Namespace) -> int:
-        from gke_inference.automation.runners import (
+        from gke_inference.automation.errors import (
             AutomationError,
             NotDeployedError,
             PolicyViolationError,
@@ -60,7 +68,7 @@ def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse
             return handler(args)
         except PolicyViolationError as exc:
             _error(str(exc))
-            return EXIT_VIOLATION
+            return ExitCode.VIOLATION
         except (
             PulumiCLIMissingError,
             StackBusyError,
@@ -68,35 +76,41 @@ def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse
             UnknownEnvironmentError,
         ) as exc:
             _error(str(exc))
-            return EXIT_USER_ERROR
+            return ExitCode.USER_ERROR
         except AutomationError as exc:
             _error(str(exc))
-            return EXIT_OPERATION_FAILED
+            return ExitCode.OPERATION_FAILED
 
     return run
 
 
-def _show_result(result: Any) -> None:
+def _show_result(result: StackResult) -> None:
     _print(f"{result.operation} of {result.stack}: done")
+
+
+def _show_outputs(outputs: dict[str, Any]) -> None:
+    _print(json.dumps(outputs, indent=2, sort_keys=True))
 
 
 # --------------------------------------------------------------------------- platform
 
 
 def _platform(args: argparse.Namespace) -> int:
+    from gke_inference.automation.runner import PlatformStack
+
     runner = _runner(args)
+    target = PlatformStack(args.stack)
     if args.platform_command == "outputs":
-        _print(json.dumps(runner.platform_outputs(args.stack), indent=2, sort_keys=True))
-        return EXIT_OK
-    operation = getattr(runner, f"platform_{args.platform_command}")
-    _show_result(operation(args.stack, _print))
-    return EXIT_OK
+        _show_outputs(runner.outputs(target))
+    else:
+        _show_result(runner.run(args.platform_command, target, _print))
+    return ExitCode.OK
 
 
 # --------------------------------------------------------------------------- workloads
 
 
-def _load(file: str | None, command: str) -> Any:
+def _load(file: str | None, command: str) -> WorkloadSpec:
     from gke_inference.workloads.spec import load_spec
 
     if not file:
@@ -107,6 +121,8 @@ def _load(file: str | None, command: str) -> Any:
 
 
 def _workload(args: argparse.Namespace) -> int:
+    from gke_inference.automation.runner import WorkloadStack
+
     runner = _runner(args)
     command = args.workload_command
     if command == "list":
@@ -115,7 +131,7 @@ def _workload(args: argparse.Namespace) -> int:
             _print(json.dumps(names))
         else:
             _print("\n".join(names) if names else f"no workloads deployed in {args.stack}")
-        return EXIT_OK
+        return ExitCode.OK
     if command in ("destroy", "outputs"):
         name = args.name or (_load(args.file, command).name if args.file else None)
         if not name:
@@ -123,15 +139,15 @@ def _workload(args: argparse.Namespace) -> int:
                 f"workload {command} needs a name",
                 [Problem("--name", "give --name NAME or --file SPEC")],
             )
+        target = WorkloadStack(args.stack, name)
         if command == "outputs":
-            _print(json.dumps(runner.workload_outputs(args.stack, name), indent=2, sort_keys=True))
-            return EXIT_OK
-        _show_result(runner.workload_destroy(args.stack, name, _print))
-        return EXIT_OK
+            _show_outputs(runner.outputs(target))
+        else:
+            _show_result(runner.run("destroy", target, _print))
+        return ExitCode.OK
     spec = _load(args.file, command)
-    operation = runner.workload_up if command == "up" else runner.workload_preview
-    _show_result(operation(args.stack, spec, _print))
-    return EXIT_OK
+    _show_result(runner.run(command, WorkloadStack.of(args.stack, spec), _print))
+    return ExitCode.OK
 
 
 # --------------------------------------------------------------------------- promote
@@ -161,7 +177,10 @@ def plan_diff(source: Any, target: Any, source_name: str, target_name: str) -> l
 
 
 def _promote(args: argparse.Namespace) -> int:
-    from gke_inference.automation.runners import NotDeployedError, OfflineRunner
+    from gke_inference.automation.deployability import checked_deployment
+    from gke_inference.automation.errors import NotDeployedError
+    from gke_inference.automation.offline_runner import OfflineRunner
+    from gke_inference.automation.runner import WorkloadStack
 
     spec = _load(args.file, "promote")
     runner = _runner(args)
@@ -169,8 +188,9 @@ def _promote(args: argparse.Namespace) -> int:
         raise UserInputError(
             "Cannot promote", [Problem("--to", "must name another environment than --from")]
         )
+    source, target = WorkloadStack.of(args.source, spec), WorkloadStack.of(args.target, spec)
     try:
-        runner.workload_outputs(args.source, spec.name)
+        runner.outputs(source)
     except NotDeployedError:
         raise UserInputError(
             "Cannot promote",
@@ -182,20 +202,20 @@ def _promote(args: argparse.Namespace) -> int:
                 )
             ],
         ) from None
+    # The target must be able to run it before the diff is shown (and before the update).
+    deployment = checked_deployment(runner.settings.project_dir, args.target, spec)
     planner = OfflineRunner(runner.settings)
-    source_stack = runner.workload_stack(args.source, spec.name)
-    target_stack = runner.workload_stack(args.target, spec.name)
     diff = plan_diff(
-        planner.workload_plan(args.source, spec),
-        planner.workload_plan(args.target, spec),
-        f"{source_stack} (plan)",
-        f"{target_stack} (plan)",
+        planner.workload_plan(args.source, deployment),
+        planner.workload_plan(args.target, deployment),
+        f"{runner.stack_name(source)} (plan)",
+        f"{runner.stack_name(target)} (plan)",
     )
     _print(f"Promoting {spec.name}: {args.source} -> {args.target}")
     for line in diff or ["(the two plans are identical)"]:
         _print(line)
-    _show_result(runner.workload_up(args.target, spec, _print))
-    return EXIT_OK
+    _show_result(runner.run("up", target, _print))
+    return ExitCode.OK
 
 
 # --------------------------------------------------------------------------- serve
@@ -204,10 +224,10 @@ def _promote(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from gke_inference.automation.runners import PulumiRunner
+    from gke_inference.automation.databases import open_store, redact_url
+    from gke_inference.automation.pulumi_runner import PulumiRunner
     from gke_inference.automation.service import ServiceConfigError, create_app
     from gke_inference.automation.settings import state_dir
-    from gke_inference.automation.store import open_store, redact_url
 
     runner = _runner(args)
     if isinstance(runner, PulumiRunner):
@@ -217,13 +237,13 @@ def _serve(args: argparse.Namespace) -> int:
         store = open_store(db)
     except Exception as exc:  # noqa: BLE001 - any driver error: report it, do not start
         _error(f"cannot open the database {redact_url(db)}: {type(exc).__name__}: {exc}")
-        return EXIT_USER_ERROR
+        return ExitCode.USER_ERROR
     try:
         app = create_app(runner, store, workers=args.workers)
     except ServiceConfigError as exc:
         store.close()
         _error(str(exc))
-        return EXIT_USER_ERROR
+        return ExitCode.USER_ERROR
     _print(
         f"gke-inference service on http://{args.host}:{args.port} "
         f"(runner {runner.name}, database {redact_url(db)}, OpenAPI at /openapi.json)"
@@ -232,7 +252,7 @@ def _serve(args: argparse.Namespace) -> int:
         uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     finally:
         store.close()
-    return EXIT_OK
+    return ExitCode.OK
 
 
 # --------------------------------------------------------------------------- parser

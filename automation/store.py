@@ -1,37 +1,27 @@
 """Persistence for the service: operations, their log lines, and submitted workloads.
 
-Two backends, one interface:
+:class:`SQLStore` holds what is stored and the SQL that reads and writes it;
+the two databases it runs on (SQLite for one process, PostgreSQL for
+replicas: schema, connections, locks, recovery) are in
+:mod:`~gke_inference.automation.databases`, which also opens a store from a
+path or URL (:func:`~gke_inference.automation.databases.open_store`).
 
-- :class:`SQLiteStore` (stdlib ``sqlite3``, one file): one service process per
-  file. On start every operation still ``queued``/``running`` belonged to a
-  process that stopped, so :meth:`recover` marks it failed.
-- :class:`PostgresStore` (psycopg 3): several replicas behind a load balancer.
-  Each replica holds a session advisory lock on its own id while it lives, and
-  an operation records the replica that runs it; :meth:`recover` fails only the
-  operations whose replica no longer holds its lock. While an operation runs,
-  its worker holds ``pg_try_advisory_lock`` on a hash of ``env/workload``
-  (:meth:`workload_lock`), so one operation per workload runs across replicas.
-
-In both, a partial unique index allows at most one ``queued``/``running``
-operation per workload: a second submission fails atomically with
+A partial unique index allows at most one ``queued``/``running`` operation
+per workload: a second submission fails atomically with
 :class:`WorkloadBusyError` (HTTP 409), whichever replica receives it.
 """
 
 from __future__ import annotations
 
+import abc
 import contextlib
-import hashlib
 import json
-import sqlite3
-import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-ACTIVE = ("queued", "running")
 INTERRUPTED = "the service stopped while this operation was queued or running"
 
 
@@ -113,12 +103,6 @@ class WorkloadRecord:
         }
 
 
-def advisory_key(*parts: str) -> int:
-    """A signed 64-bit key for ``pg_advisory_lock`` from a namespaced name."""
-    digest = hashlib.sha256("/".join(("gke-inference", *parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
-
-
 _INSERT_OPERATION = (
     "INSERT INTO operations (id, environment, workload, kind, status, created_at, started_at, "
     "finished_at, owner, spec, result, error, violations) "
@@ -142,8 +126,8 @@ def _load(value: Any) -> Any:
     return None if value is None else json.loads(value)
 
 
-class SQLStore:
-    """The SQL both backends share; subclasses provide connections and locks."""
+class SQLStore(abc.ABC):
+    """The SQL both databases share; subclasses provide connections and locks."""
 
     placeholder = "?"
     schema: Sequence[str] = ()
@@ -151,23 +135,24 @@ class SQLStore:
     def __init__(self) -> None:
         self.instance_id = new_id()
 
-    # -- subclass hooks ------------------------------------------------------
+    # -- provided by each database --------------------------------------------
 
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[Any]:  # pragma: no cover - overridden
-        raise NotImplementedError
-        yield
+    @abc.abstractmethod
+    def _transaction(self) -> contextlib.AbstractContextManager[Any]:
+        """A connection in a transaction: committed when the block ends, else rolled back."""
 
-    def _is_unique_violation(self, exc: Exception) -> bool:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _is_unique_violation(self, exc: Exception) -> bool: ...
 
+    @abc.abstractmethod
     def workload_lock(
         self, environment: str, workload: str
     ) -> contextlib.AbstractContextManager[bool]:
-        raise NotImplementedError  # pragma: no cover - overridden
+        """Held while an operation of the workload runs; yields False when another holds it."""
 
-    def recover(self, message: str = INTERRUPTED) -> list[str]:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abc.abstractmethod
+    def recover(self, message: str = INTERRUPTED) -> list[str]:
+        """Fail the operations interrupted by a stopped process; their ids."""
 
     def close(self) -> None:
         return None
@@ -403,196 +388,3 @@ class SQLStore:
                 "DELETE FROM workloads WHERE environment = ? AND name = ?",
                 (environment, name),
             )
-
-
-# --------------------------------------------------------------------------- SQLite
-
-_SQLITE_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS operations (
-        id TEXT PRIMARY KEY, environment TEXT NOT NULL, workload TEXT NOT NULL,
-        kind TEXT NOT NULL, status TEXT NOT NULL, created_at TEXT NOT NULL,
-        started_at TEXT, finished_at TEXT, owner TEXT NOT NULL, spec TEXT, result TEXT,
-        error TEXT, violations TEXT)""",
-    """CREATE UNIQUE INDEX IF NOT EXISTS one_active_operation_per_workload
-        ON operations (environment, workload) WHERE status IN ('queued', 'running')""",
-    """CREATE TABLE IF NOT EXISTS operation_logs (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, operation_id TEXT NOT NULL, line TEXT NOT NULL)""",
-    "CREATE INDEX IF NOT EXISTS operation_logs_by_operation ON operation_logs (operation_id, id)",
-    """CREATE TABLE IF NOT EXISTS workloads (
-        environment TEXT NOT NULL, name TEXT NOT NULL, spec TEXT NOT NULL, status TEXT NOT NULL,
-        outputs TEXT NOT NULL, last_operation TEXT, updated_at TEXT NOT NULL,
-        PRIMARY KEY (environment, name))""",
-)
-
-
-class SQLiteStore(SQLStore):
-    """One file, one service process."""
-
-    schema = _SQLITE_SCHEMA
-
-    def __init__(self, path: Path | str) -> None:
-        super().__init__()
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._locks_guard = threading.Lock()
-        self._held: set[tuple[str, str]] = set()
-        with contextlib.closing(sqlite3.connect(self.path)) as conn:
-            conn.execute("PRAGMA journal_mode=WAL")
-
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        finally:
-            conn.close()
-
-    def _is_unique_violation(self, exc: Exception) -> bool:
-        return isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc)
-
-    @contextlib.contextmanager
-    def workload_lock(self, environment: str, workload: str) -> Iterator[bool]:
-        key = (environment, workload)
-        with self._locks_guard:
-            acquired = key not in self._held
-            self._held.add(key)
-        try:
-            yield acquired
-        finally:
-            if acquired:
-                with self._locks_guard:
-                    self._held.discard(key)
-
-    def recover(self, message: str = INTERRUPTED) -> list[str]:
-        with self._transaction() as conn:
-            return self._fail_active(conn, None, message)
-
-
-# --------------------------------------------------------------------------- PostgreSQL
-
-_POSTGRES_SCHEMA = (
-    # Serialize schema creation across replicas starting together.
-    f"SELECT pg_advisory_xact_lock({advisory_key('schema')})",
-    """CREATE TABLE IF NOT EXISTS operations (
-        id TEXT PRIMARY KEY, environment TEXT NOT NULL, workload TEXT NOT NULL,
-        kind TEXT NOT NULL, status TEXT NOT NULL, created_at TEXT NOT NULL,
-        started_at TEXT, finished_at TEXT, owner TEXT NOT NULL, spec TEXT, result TEXT,
-        error TEXT, violations TEXT)""",
-    """CREATE UNIQUE INDEX IF NOT EXISTS one_active_operation_per_workload
-        ON operations (environment, workload) WHERE status IN ('queued', 'running')""",
-    """CREATE TABLE IF NOT EXISTS operation_logs (
-        id BIGSERIAL PRIMARY KEY, operation_id TEXT NOT NULL, line TEXT NOT NULL)""",
-    "CREATE INDEX IF NOT EXISTS operation_logs_by_operation ON operation_logs (operation_id, id)",
-    """CREATE TABLE IF NOT EXISTS workloads (
-        environment TEXT NOT NULL, name TEXT NOT NULL, spec TEXT NOT NULL, status TEXT NOT NULL,
-        outputs TEXT NOT NULL, last_operation TEXT, updated_at TEXT NOT NULL,
-        PRIMARY KEY (environment, name))""",
-)
-
-
-class PostgresStore(SQLStore):
-    """Shared by replicas; advisory locks coordinate them."""
-
-    placeholder = "%s"
-    schema = _POSTGRES_SCHEMA
-
-    def __init__(self, url: str, *, connect_timeout: int = 10) -> None:
-        import psycopg
-
-        super().__init__()
-        self.url = url
-        self._connect_timeout = connect_timeout
-        # Held for this store's lifetime: other replicas see that we are alive.
-        self._liveness = psycopg.connect(url, autocommit=True, connect_timeout=connect_timeout)
-        self._liveness.execute(
-            "SELECT pg_advisory_lock(%s)", (advisory_key("replica", self.instance_id),)
-        )
-
-    def _connect(self, *, autocommit: bool = False) -> Any:
-        import psycopg
-
-        return psycopg.connect(
-            self.url, autocommit=autocommit, connect_timeout=self._connect_timeout
-        )
-
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[Any]:
-        with self._connect() as conn:  # commits on success, rolls back on error
-            yield conn
-
-    def _is_unique_violation(self, exc: Exception) -> bool:
-        import psycopg.errors
-
-        return isinstance(exc, psycopg.errors.UniqueViolation)
-
-    @contextlib.contextmanager
-    def workload_lock(self, environment: str, workload: str) -> Iterator[bool]:
-        """``pg_try_advisory_lock`` on ``env/workload`` for as long as the block runs."""
-        key = advisory_key("workload", environment, workload)
-        with self._connect(autocommit=True) as conn:
-            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
-            acquired = bool(row and row[0])
-            try:
-                yield acquired
-            finally:
-                if acquired:
-                    conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
-
-    def replica_alive(self, owner: str) -> bool:
-        if owner == self.instance_id:
-            return True
-        key = advisory_key("replica", owner)
-        with self._connect(autocommit=True) as conn:
-            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
-            if row and row[0]:
-                conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
-                return False
-            return True
-
-    def recover(self, message: str = INTERRUPTED) -> list[str]:
-        """Fail the active operations of replicas that are gone (not those of live ones)."""
-        with self._transaction() as conn:
-            owners = [
-                str(r[0])
-                for r in conn.execute(
-                    "SELECT DISTINCT owner FROM operations WHERE status IN ('queued', 'running')"
-                ).fetchall()
-            ]
-        failed: list[str] = []
-        for owner in owners:
-            if self.replica_alive(owner):
-                continue
-            with self._transaction() as conn:
-                failed += self._fail_active(conn, owner, message)
-        return failed
-
-    def close(self) -> None:
-        self._liveness.close()
-
-
-def is_postgres_url(target: str) -> bool:
-    return target.startswith(("postgres://", "postgresql://"))
-
-
-def open_store(target: str | Path) -> SQLStore:
-    """A PostgreSQL URL or a SQLite file path; the schema is created if missing."""
-    text = str(target)
-    store: SQLStore = PostgresStore(text) if is_postgres_url(text) else SQLiteStore(text)
-    store.init()
-    return store
-
-
-def redact_url(target: str) -> str:
-    """A database URL without its password, for messages."""
-    if not is_postgres_url(target) or "@" not in target:
-        return target
-    scheme, rest = target.split("://", 1)
-    credentials, host = rest.rsplit("@", 1)
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}"

@@ -19,22 +19,26 @@ import pytest
 import yaml
 from pulumi import automation as auto
 
-from gke_inference.automation.runners import (
+from gke_inference.automation.deployability import checked_deployment, environment_classes
+from gke_inference.automation.errors import (
     INSTALL_HINT,
     NotDeployedError,
-    OfflineRunner,
     PolicyViolationError,
     PulumiCLIMissingError,
-    PulumiRunner,
     StackBusyError,
-    policy_violations_from_output,
 )
+from gke_inference.automation.offline_runner import OfflineRunner
+from gke_inference.automation.pulumi_runner import PulumiRunner, policy_violations_from_output
+from gke_inference.automation.runner import PlatformStack, StackOperation, WorkloadStack
 from gke_inference.automation.settings import AutomationSettings
 from gke_inference.cli import main
+from gke_inference.core.errors import SpecError
 from gke_inference.workloads.spec import load_spec
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = str(REPO / "workloads/examples/gemma-3-1b-l4.yaml")
+LLAMA = str(REPO / "workloads/examples/llama-3-3-70b-h100.yaml")  # gpu-h100-80gb-x4: prod only
+NOT_IN_DEV = "'gpu-h100-80gb-x4', which this environment does not enable"
 
 
 @pytest.fixture(autouse=True)
@@ -124,6 +128,49 @@ def test_user_errors_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) 
     assert code == 2 and "name" in err
 
 
+def test_undeployable_spec_exits_2_before_any_operation(
+    capsys: pytest.CaptureFixture[str], state: Path, tmp_path: Path
+) -> None:
+    offline = ("--runner", "offline")
+    for command in ("up", "preview"):
+        code, out, err = run(
+            capsys, "workload", command, "--stack", "dev", "--file", LLAMA, *offline
+        )
+        assert code == 2, command
+        assert NOT_IN_DEV in err and "inference.accelerators" in err
+        assert out == ""  # no "Updating (...)": the operation never started
+    # a spec deployment_for rejects (one replica would span two nodes)
+    spec = yaml.safe_load(Path(LLAMA).read_text(encoding="utf-8"))
+    two_nodes = tmp_path / "two-nodes.yaml"
+    two_nodes.write_text(yaml.safe_dump({**spec, "accelerator": "l4", "concurrency": 64}))
+    code, out, err = run(
+        capsys, "workload", "up", "--stack", "dev", "--file", str(two_nodes), *offline
+    )
+    assert code == 2 and "pipeline parallelism" in err and out == ""
+    assert not (state / "offline-state.json").exists()
+    assert run(capsys, "workload", "list", "--stack", "dev", *offline)[1].startswith("no workloads")
+
+
+def test_deployability_is_per_environment() -> None:
+    llama = load_spec(LLAMA)
+    assert checked_deployment(REPO, "prod", llama).compute_class == "gpu-h100-80gb-x4"
+    with pytest.raises(SpecError, match=NOT_IN_DEV):
+        checked_deployment(REPO, "dev", llama)
+    # the same classes the platform program exports as computeClasses
+    classes = environment_classes(REPO, "dev")
+    assert classes["l4-x1"] == "gpu-l4-x1" and classes["l4-x1-co"] == "gpu-l4-x1-co"
+    assert "h100-80gb-x4" not in classes
+
+
+def test_targets_name_their_stacks() -> None:
+    spec = load_spec(EXAMPLE)
+    assert WorkloadStack.of("dev", spec) == WorkloadStack("dev", "gemma-3-1b", spec)
+    assert WorkloadStack("dev", "a").stack_name("acme") == "acme/gke-inference-workloads/dev-a"
+    assert PlatformStack("prod").stack_name("acme") == "acme/gke-inference/prod"
+    with pytest.raises(ValueError, match="not 'other'"):
+        WorkloadStack("dev", "other", spec)
+
+
 def test_platform_commands_offline(capsys: pytest.CaptureFixture[str]) -> None:
     offline = ("--runner", "offline")
     code, out, _ = run(capsys, "platform", "preview", "--stack", "dev", *offline)
@@ -185,7 +232,7 @@ def test_missing_cli_with_a_configured_root(
     monkeypatch.setenv("GKE_INFERENCE_PULUMI_ROOT", str(tmp_path / "nowhere"))
     runner = PulumiRunner(AutomationSettings.from_env(REPO))
     with pytest.raises(PulumiCLIMissingError, match="nowhere/bin/pulumi"):
-        runner.platform_outputs("dev")
+        runner.outputs(PlatformStack("dev"))
 
 
 def test_sdk_file_not_found_maps_to_missing_cli(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -194,7 +241,7 @@ def test_sdk_file_not_found_maps_to_missing_cli(monkeypatch: pytest.MonkeyPatch)
     runner = PulumiRunner(AutomationSettings.from_env(REPO))
     monkeypatch.setattr(runner, "check_cli", lambda: None)
     with pytest.raises(PulumiCLIMissingError) as missing:
-        runner.workload_preview("dev", load_spec(EXAMPLE))
+        runner.run("preview", WorkloadStack.of("dev", load_spec(EXAMPLE)))
     assert INSTALL_HINT in str(missing.value)
     with pytest.raises(PulumiCLIMissingError), runner._mapped_errors("dev"):
         auto.create_or_select_stack("dev", work_dir=str(REPO))
@@ -271,7 +318,7 @@ def wired(
 def test_pulumi_runner_workload_stacks(wired: tuple[PulumiRunner, list[tuple[str, Any]]]) -> None:
     runner, calls = wired
     lines: list[str] = []
-    result = runner.workload_up("dev", load_spec(EXAMPLE), lines.append)
+    result = runner.run("up", WorkloadStack.of("dev", load_spec(EXAMPLE)), lines.append)
     create = calls[0][1]
     assert create["stack_name"] == "organization/gke-inference-workloads/dev-gemma-3-1b"
     assert create["project_name"] == "gke-inference-workloads"
@@ -288,23 +335,34 @@ def test_pulumi_runner_workload_stacks(wired: tuple[PulumiRunner, list[tuple[str
     assert result.outputs == {"url": "http://x", "token": "[secret]"}
     assert result.changes == {"create": 3}
 
-    preview = runner.workload_preview("dev", load_spec(EXAMPLE))
+    preview = runner.run("preview", WorkloadStack.of("dev", load_spec(EXAMPLE)))
     assert preview.changes == {"same": 2}
     assert next(k for n, k in calls if n == "preview")["policy_packs"] == [str(REPO / "policy")]
 
-    runner.workload_destroy("dev", "gemma-3-1b")
+    runner.run("destroy", WorkloadStack("dev", "gemma-3-1b"))
     assert ("remove_stack", "organization/gke-inference-workloads/dev-gemma-3-1b") in calls
     with pytest.raises(NotDeployedError):
-        runner.workload_destroy("dev", "ghost")
+        runner.run("destroy", WorkloadStack("dev", "ghost"))
 
 
 def test_pulumi_runner_platform_stacks(wired: tuple[PulumiRunner, list[tuple[str, Any]]]) -> None:
     runner, calls = wired
-    runner.platform_preview("prod")
+    runner.run("preview", PlatformStack("prod"))
     create = calls[0][1]
     assert create["stack_name"] == "organization/gke-inference/prod"
     assert create["work_dir"] == str(REPO)  # the repository's own program
     assert next(k for n, k in calls if n == "preview")["policy_packs"] == [str(REPO / "policy")]
+
+
+def test_pulumi_runner_refuses_an_undeployable_spec_before_the_engine(
+    wired: tuple[PulumiRunner, list[tuple[str, Any]]],
+) -> None:
+    runner, calls = wired
+    operations: tuple[StackOperation, ...] = ("preview", "up")
+    for operation in operations:
+        with pytest.raises(SpecError, match=NOT_IN_DEV):
+            runner.run(operation, WorkloadStack.of("dev", load_spec(LLAMA)))
+    assert calls == []  # no stack was even selected
 
 
 def test_engine_errors_are_mapped(wired: tuple[PulumiRunner, list[tuple[str, Any]]]) -> None:
@@ -335,13 +393,13 @@ def test_one_operation_per_stack_in_process(tmp_path: Path) -> None:
     settings = AutomationSettings(REPO, (tmp_path / "b").as_uri(), tmp_path / "s")
     runner = OfflineRunner(settings, delay=slow)
     spec = load_spec(EXAMPLE)
-    worker = threading.Thread(target=runner.workload_up, args=("dev", spec))
+    worker = threading.Thread(target=runner.run, args=("up", WorkloadStack.of("dev", spec)))
     worker.start()
     assert entered.wait(30)
     with pytest.raises(StackBusyError, match="dev-gemma-3-1b is busy"):
-        runner.workload_preview("dev", spec)
+        runner.run("preview", WorkloadStack.of("dev", spec))
     runner.delay = None
-    runner.workload_preview("prod", spec)  # another stack is free
+    runner.run("preview", WorkloadStack.of("prod", spec))  # another stack is free
     release.set()
     worker.join(30)
     assert runner.list_workloads("dev") == ["gemma-3-1b"]
@@ -372,7 +430,8 @@ def test_settings_from_the_environment(tmp_path: Path) -> None:
     assert settings.environments() == ["dev", "prod"]
     gcs = AutomationSettings.from_env(REPO, {"PULUMI_BACKEND_URL": "gs://team-state"})
     assert gcs.backend_url == "gs://team-state"
-    assert PulumiRunner(settings).workload_stack("dev", "a") == "acme/gke-inference-workloads/dev-a"
+    runner = PulumiRunner(settings)
+    assert runner.stack_name(WorkloadStack("dev", "a")) == "acme/gke-inference-workloads/dev-a"
 
 
 # --------------------------------------------------------------------------- serve

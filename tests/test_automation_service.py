@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -18,11 +20,14 @@ import yaml
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from gke_inference.automation.runners import OfflineRunner
-from gke_inference.automation.service import Redactor, ServiceConfigError, create_app
+from gke_inference.automation.databases import open_store
+from gke_inference.automation.offline_runner import OfflineRunner
+from gke_inference.automation.runner import PlatformStack
+from gke_inference.automation.service import ServiceConfigError, create_app
 from gke_inference.automation.settings import AutomationSettings
-from gke_inference.automation.store import INTERRUPTED, Operation, SQLStore, new_id, open_store
-from gke_inference.automation.testing import PostgresUnavailable, shared_postgres
+from gke_inference.automation.store import INTERRUPTED, Operation, SQLStore, new_id
+from gke_inference.automation.worker import Redactor
+from tests.support.postgres import PostgresUnavailable, shared_postgres
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "t0ken-for-tests-0123456789abcdef"
@@ -31,6 +36,9 @@ SPEC: dict[str, Any] = yaml.safe_load(
     (REPO / "workloads/examples/gemma-3-1b-l4.yaml").read_text(encoding="utf-8")
 )
 NAME = SPEC["name"]
+LLAMA: dict[str, Any] = yaml.safe_load(
+    (REPO / "workloads/examples/llama-3-3-70b-h100.yaml").read_text(encoding="utf-8")
+)
 
 
 class Gate:
@@ -177,6 +185,43 @@ def test_openapi_document(client: TestClient) -> None:
     assert doc["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
 
 
+def test_openapi_describes_the_real_shapes(client: TestClient) -> None:
+    doc = client.get("/openapi.json").json()
+    schemas, paths = doc["components"]["schemas"], doc["paths"]
+
+    def schema(operation: dict[str, Any], code: str) -> dict[str, Any]:
+        found: dict[str, Any] = operation["responses"][code]["content"]["application/json"]
+        return found["schema"]
+
+    def ref(name: str) -> dict[str, str]:
+        return {"$ref": f"#/components/schemas/{name}"}
+
+    create = paths["/v1/environments/{env}/workloads"]["post"]
+    preview = paths["/v1/environments/{env}/workloads/{name}/preview"]["post"]
+    for operation, required in ((create, True), (preview, False)):
+        body = operation["requestBody"]
+        assert body["content"]["application/json"]["schema"] == ref("WorkloadSpec")
+        assert body["required"] is required
+        assert schema(operation, "202") == ref("OperationAccepted")
+        assert schema(operation, "409") == ref("Conflict")
+        assert schema(operation, "422") == ref("Problems")
+    # the spec by alias, as clients write it
+    spec = schemas["WorkloadSpec"]["properties"]
+    assert {"contextLength", "kvCacheDtype", "costOptimized"} <= set(spec)
+    assert "context_length" not in spec
+    assert set(schemas["ProblemDetail"]["properties"]) == {"loc", "path", "msg", "type"}
+    workload = paths["/v1/environments/{env}/workloads/{name}"]["get"]
+    assert schema(workload, "200") == ref("WorkloadDetailResponse")
+    detail = schemas["WorkloadDetailResponse"]["properties"]
+    assert {"lastOperation", "updatedAt", "activeOperation"} <= set(detail)
+    assert detail["spec"]["allOf"] == [ref("WorkloadSpec")]
+    operation = schema(paths["/v1/operations/{operation_id}"]["get"], "200")
+    assert operation == ref("OperationResponse")
+    assert {"createdAt", "violations", "policy"} <= set(schemas["OperationResponse"]["properties"])
+    assert schema(paths["/v1/environments"]["get"], "200")["items"] == ref("EnvironmentResponse")
+    assert schema(paths["/healthz"]["get"], "200") == ref("HealthResponse")
+
+
 # --------------------------------------------------------------------------- errors
 
 
@@ -269,6 +314,47 @@ def test_422_lists_field_errors(client: TestClient) -> None:
     )
     assert mismatch.status_code == 422
     assert mismatch.json()["detail"][0]["path"] == "name"
+
+
+def operations_recorded(tmp_path: Path) -> int:
+    with contextlib.closing(sqlite3.connect(tmp_path / "service.db")) as conn:
+        count: int = conn.execute("SELECT count(*) FROM operations").fetchone()[0]
+    return count
+
+
+@pytest.mark.parametrize(
+    ("spec", "says"),
+    [
+        (LLAMA, "'gpu-h100-80gb-x4', which this environment does not enable"),
+        ({**LLAMA, "accelerator": "l4", "concurrency": 64}, "pipeline parallelism"),
+    ],
+    ids=["class-not-enabled", "replica-spans-two-nodes"],
+)
+def test_422_for_a_spec_the_environment_cannot_deploy(
+    client: TestClient, tmp_path: Path, spec: dict[str, Any], says: str
+) -> None:
+    response = client.post("/v1/environments/dev/workloads", json=spec, headers=AUTH)
+    assert response.status_code == 422, response.text
+    [problem] = response.json()["detail"]
+    assert {k: v for k, v in problem.items() if k != "msg"} == {
+        "loc": ["body", "accelerator"],
+        "path": "accelerator",
+        "type": "spec",
+    }
+    assert says in problem["msg"]
+    assert operations_recorded(tmp_path) == 0  # rejected before anything was queued
+    assert client.get("/v1/environments/dev/workloads", headers=AUTH).json() == []
+
+
+def test_preview_of_an_undeployable_change_is_a_422(client: TestClient, tmp_path: Path) -> None:
+    deploy(client)
+    on_h100 = {**SPEC, "accelerator": "h100-80gb"}  # dev enables no H100 class
+    response = client.post(
+        f"/v1/environments/dev/workloads/{NAME}/preview", json=on_h100, headers=AUTH
+    )
+    assert response.status_code == 422, response.text
+    assert "'gpu-h100-80gb-x1', which this environment" in response.json()["detail"][0]["msg"]
+    assert operations_recorded(tmp_path) == 1  # only the deployment
 
 
 def test_policy_violation_fails_the_operation(client: TestClient) -> None:
@@ -398,7 +484,7 @@ def test_restart_marks_interrupted_operations_failed(
         # the old worker finishing late does not overwrite the recorded failure
         gate.release()
         first.__exit__(None, None, None)
-        first_store_worker = first.app.state.worker  # type: ignore[attr-defined]
+        first_store_worker = first.app.state.service.worker  # type: ignore[attr-defined]
         first_store_worker.executor.shutdown(wait=True)
         old = second.get(f"/v1/operations/{interrupted}", headers=AUTH).json()
         assert old["status"] == "failed"
@@ -446,8 +532,8 @@ def test_secrets_stay_out_of_logs_and_responses(
 
 def test_runner_platform_outputs_mask_the_kubeconfig(runner: OfflineRunner) -> None:
     lines: list[str] = []
-    result = runner.platform_up("dev", lines.append)
+    result = runner.run("up", PlatformStack("dev"), lines.append)
     assert result.outputs["kubeconfig"] == "[secret]"
-    assert runner.platform_outputs("dev")["kubeconfig"] == "[secret]"
+    assert runner.outputs(PlatformStack("dev"))["kubeconfig"] == "[secret]"
     assert not any("apiVersion: v1" in line and "clusters" in line for line in lines)
     assert any("kubeconfig" in line and "[secret]" in line for line in lines)

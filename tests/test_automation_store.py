@@ -1,7 +1,7 @@
 """The service store on SQLite and on a real PostgreSQL server started by the tests.
 
 PostgreSQL runs from the machine's server binaries on 127.0.0.1 (as the
-``postgres`` user when the tests run as root, see automation/testing.py).
+``postgres`` user when the tests run as root, see tests/support/postgres.py).
 Locally a machine without the binaries skips these; in CI (``CI`` set) that
 is a failure, never a skip.
 """
@@ -15,19 +15,21 @@ from pathlib import Path
 
 import pytest
 
-from gke_inference.automation.store import (
-    INTERRUPTED,
-    Operation,
+from gke_inference.automation.databases import (
     PostgresStore,
     SQLiteStore,
-    SQLStore,
-    WorkloadBusyError,
     advisory_key,
-    new_id,
     open_store,
     redact_url,
 )
-from gke_inference.automation.testing import PostgresServer, PostgresUnavailable, shared_postgres
+from gke_inference.automation.store import (
+    INTERRUPTED,
+    Operation,
+    SQLStore,
+    WorkloadBusyError,
+    new_id,
+)
+from tests.support.postgres import PostgresServer, PostgresUnavailable, shared_postgres
 
 
 def postgres() -> PostgresServer:

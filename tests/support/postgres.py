@@ -1,4 +1,4 @@
-"""Test support: a throwaway PostgreSQL server on 127.0.0.1.
+"""A throwaway PostgreSQL server on 127.0.0.1 for the store and service tests.
 
 The server binaries come from the machine (``/usr/lib/postgresql/*/bin`` or
 PATH). PostgreSQL refuses to run as root, so when the tests run as root (CI
@@ -22,7 +22,6 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -193,12 +192,3 @@ def shared_postgres() -> PostgresServer:
         _shared = start_postgres()
         atexit.register(_shared.stop)
     return _shared
-
-
-@contextlib.contextmanager
-def temporary_postgres() -> Iterator[PostgresServer]:
-    server = start_postgres()
-    try:
-        yield server
-    finally:
-        server.stop()

@@ -1,0 +1,39 @@
+"""Can this spec be deployed in that environment? Answered from files alone, before any operation.
+
+The CLI and the service ask here first, so an undeployable spec is a
+:class:`~gke_inference.core.errors.SpecError` (exit 2, HTTP 422) and no
+operation starts. The compute classes of an environment come from its stack
+config exactly as the platform program derives them (the engine's view of
+``Pulumi.<env>.yaml``, parsed by the same settings model), so neither Pulumi
+nor a deployed platform stack is needed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gke_inference.core.settings import parse_settings, project_config
+from gke_inference.core.stack_config import load_stack_config, to_engine_config
+from gke_inference.inference.compute_classes import enabled_classes
+from gke_inference.workloads.kinds import Deployment, deployment_for, require_enabled_class
+from gke_inference.workloads.spec import WorkloadSpec
+
+
+def environment_classes(project_dir: Path, environment: str) -> dict[str, str]:
+    """The platform output ``computeClasses`` the environment's stack config produces.
+
+    Raises :class:`~gke_inference.core.errors.SettingsError` when that config is invalid.
+    """
+    config = to_engine_config(load_stack_config(project_dir, environment))
+    inference = parse_settings(project_config(config), environment).inference
+    return {
+        c.key: c.name
+        for c in enabled_classes(inference.accelerators, inference.cost_optimized_classes)
+    }
+
+
+def checked_deployment(project_dir: Path, environment: str, spec: WorkloadSpec) -> Deployment:
+    """``deployment_for(spec)``, and its compute class must be one ``environment`` enables."""
+    deployment = deployment_for(spec)
+    require_enabled_class(deployment, environment_classes(project_dir, environment))
+    return deployment
