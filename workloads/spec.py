@@ -75,6 +75,12 @@ class ModelSettings(StrictModel):
     preset: str | None = None
     architecture: Architecture | None = None
     revision: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    # The checkpoint is already stored at the spec's precision (AWQ, GPTQ,
+    # compressed-tensors, FP8): vLLM reads its quantization config itself.
+    prequantized: bool = False
+    # Download the weights from the Hub before serving. Default: when
+    # huggingFaceTokenSecret is set; true downloads a public model without a token.
+    download: bool | None = None
 
     @pydantic.model_validator(mode="after")
     def _one_source(self) -> ModelSettings:
@@ -85,6 +91,11 @@ class ModelSettings(StrictModel):
     @property
     def in_bucket(self) -> bool:
         return self.id.startswith("gs://")
+
+    @property
+    def bucket(self) -> str | None:
+        """The bucket a ``gs://`` id names (None for a Hugging Face id)."""
+        return self.id.removeprefix("gs://").split("/", 1)[0] if self.in_bucket else None
 
     @property
     def bucket_path(self) -> str:
