@@ -12,20 +12,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gke_inference.core.settings import parse_settings, project_config
+from gke_inference.core.settings import PlatformSettings, parse_settings, project_config
 from gke_inference.core.stack_config import load_stack_config, to_engine_config
 from gke_inference.inference.compute_classes import enabled_classes
-from gke_inference.workloads.kinds import Deployment, deployment_for, require_enabled_class
+from gke_inference.workloads.kinds import Deployment, deployment_for, require_deployable_in
 from gke_inference.workloads.spec import WorkloadSpec
 
 
-def environment_classes(project_dir: Path, environment: str) -> dict[str, str]:
-    """The platform output ``computeClasses`` the environment's stack config produces.
+def environment_settings(project_dir: Path, environment: str) -> PlatformSettings:
+    """The environment's settings, parsed from its stack config as the platform program does.
 
     Raises :class:`~gke_inference.core.errors.SettingsError` when that config is invalid.
     """
     config = to_engine_config(load_stack_config(project_dir, environment))
-    inference = parse_settings(project_config(config), environment).inference
+    return parse_settings(project_config(config), environment)
+
+
+def environment_classes(settings: PlatformSettings) -> dict[str, str]:
+    """The platform output ``computeClasses`` these settings produce."""
+    inference = settings.inference
     return {
         c.key: c.name
         for c in enabled_classes(inference.accelerators, inference.cost_optimized_classes)
@@ -33,7 +38,14 @@ def environment_classes(project_dir: Path, environment: str) -> dict[str, str]:
 
 
 def checked_deployment(project_dir: Path, environment: str, spec: WorkloadSpec) -> Deployment:
-    """``deployment_for(spec)``, and its compute class must be one ``environment`` enables."""
+    """``deployment_for(spec)``, checked against every rule of ``environment`` (its compute
+    classes, production readiness, its gateway) as the workload program will check it."""
     deployment = deployment_for(spec)
-    require_enabled_class(deployment, environment_classes(project_dir, environment))
+    settings = environment_settings(project_dir, environment)
+    require_deployable_in(
+        deployment,
+        environment=settings.environment,
+        classes=environment_classes(settings),
+        gateway_exposure=settings.inference.gateway.exposure,
+    )
     return deployment

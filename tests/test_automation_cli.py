@@ -19,7 +19,11 @@ import pytest
 import yaml
 from pulumi import automation as auto
 
-from gke_inference.automation.deployability import checked_deployment, environment_classes
+from gke_inference.automation.deployability import (
+    checked_deployment,
+    environment_classes,
+    environment_settings,
+)
 from gke_inference.automation.errors import (
     INSTALL_HINT,
     NotDeployedError,
@@ -33,7 +37,7 @@ from gke_inference.automation.runner import PlatformStack, StackOperation, Workl
 from gke_inference.automation.settings import AutomationSettings
 from gke_inference.cli import main
 from gke_inference.core.errors import SpecError
-from gke_inference.workloads.spec import load_spec
+from gke_inference.workloads.spec import load_spec, parse_spec
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = str(REPO / "workloads/examples/gemma-3-1b-l4.yaml")
@@ -157,9 +161,21 @@ def test_deployability_is_per_environment() -> None:
     with pytest.raises(SpecError, match=NOT_IN_DEV):
         checked_deployment(REPO, "dev", llama)
     # the same classes the platform program exports as computeClasses
-    classes = environment_classes(REPO, "dev")
+    classes = environment_classes(environment_settings(REPO, "dev"))
     assert classes["l4-x1"] == "gpu-l4-x1" and classes["l4-x1-co"] == "gpu-l4-x1-co"
     assert "h100-80gb-x4" not in classes
+
+
+def test_production_rules_apply_before_any_operation() -> None:
+    # One replica is refused in prod (a node drain would take the endpoint down),
+    # accepted in dev; the service and the CLI ask the same question first.
+    data = yaml.safe_load(Path(EXAMPLE).read_text())
+    data["scaling"]["minReplicas"] = 1
+    single = parse_spec(data)
+    assert checked_deployment(REPO, "dev", single).spec.scaling.min_replicas == 1
+    with pytest.raises(SpecError) as info:
+        checked_deployment(REPO, "prod", single)
+    assert info.value.problems[0].path == "scaling.minReplicas"
 
 
 def test_targets_name_their_stacks() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from gke_inference.inference import observability as obs
 from gke_inference.policy import vllm_metrics
-from gke_inference.workloads.pods import VLLM_IMAGES
+from gke_inference.workloads.vllm_server import VLLM_IMAGES
 
 # Fields the NVIDIA DCGM exporter publishes (dcgm-exporter default counters).
 DCGM_FIELDS = {

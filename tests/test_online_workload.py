@@ -96,7 +96,7 @@ def test_hardened_pod_and_load_aware_probes() -> None:
     assert security["readOnlyRootFilesystem"] is True
     assert security["capabilities"]["drop"] == ["ALL"]
     assert container["startupProbe"]["httpGet"]["path"] == "/health"
-    # 300 s warm-up + 1.86 GiB at 0.5 GiB/s -> 304 s -> 31 checks of 10 s
+    # 120 s margin + 1.86 GiB at 0.25 GiB/s (8 s) + 180 s GPU warm-up = 308 s -> 31 checks
     assert container["startupProbe"]["failureThreshold"] == 31
     assert container["readinessProbe"]["periodSeconds"] == 5
     assert spec["priorityClassName"] == "high"
@@ -108,11 +108,13 @@ def test_hpa_pdb_and_route() -> None:
     metric = hpa["metrics"][0]["pods"]
     assert metric["metric"]["name"] == "prometheus.googleapis.com|vllm:kv_cache_usage_perc|gauge"
     assert metric["target"] == {"type": "AverageValue", "averageValue": "800m"}
-    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (1, 4)
+    # A prod endpoint keeps two replicas (issue 11: one replica could be drained away).
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 4)
     assert hpa["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 600
     assert hpa["behavior"]["scaleUp"]["stabilizationWindowSeconds"] == 0
     pdb = plan.one("kubernetes:policy/v1:PodDisruptionBudget").inputs["spec"]
-    assert pdb["maxUnavailable"] == 1
+    # minAvailable 1 of 2: one pod may go, never the last (was maxUnavailable 1).
+    assert pdb["minAvailable"] == 1 and "maxUnavailable" not in pdb
     route = plan.one("kubernetes:gateway.networking.k8s.io/v1:HTTPRoute").inputs["spec"]
     assert route["parentRefs"] == [{"name": "inference-gateway", "namespace": "gateway"}]
     assert route["rules"][0]["matches"][0]["path"]["value"] == "/llama-70b"
@@ -246,3 +248,90 @@ def _containers(obj: dict[str, Any]) -> list[dict[str, Any]]:
         pod = template.get("spec", {})
         out += pod.get("containers", []) + pod.get("initContainers", [])
     return out
+
+
+# --------------------------------------------------------------------------- issue 11
+
+
+def _variant(tmp_path: Path, example: str, **changes: Any) -> str:
+    import yaml
+
+    data = yaml.safe_load((EXAMPLES / example).read_text())
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key].update(value)
+        else:
+            data[key] = value
+    file = tmp_path / example
+    file.write_text(yaml.safe_dump(data))
+    return str(file)
+
+
+@pytest.mark.parametrize("example", ["llama-3-3-70b-h100.yaml", "qwen3-32b-tpu-v6e.yaml"])
+def test_a_single_replica_prod_endpoint_is_refused(tmp_path: Path, example: str) -> None:
+    spec = _variant(tmp_path, example, scaling={"minReplicas": 1})
+    with pytest.raises(SpecError) as info:
+        plan_workload("prod", spec, project_dir=REPO)
+    (problem,) = info.value.problems
+    assert problem.path == "scaling.minReplicas" and "at least 2" in problem.message
+
+
+def test_dev_keeps_one_pod_at_a_time_and_unready_pods_never_block_drains() -> None:
+    pdb = workload_plan("dev", "gemma-3-1b-l4.yaml").one(
+        "kubernetes:policy/v1:PodDisruptionBudget"
+    ).inputs["spec"]  # fmt: skip
+    assert pdb["maxUnavailable"] == 1 and "minAvailable" not in pdb
+    assert pdb["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+
+
+def test_a_gs_model_in_another_bucket_is_read_from_that_bucket(tmp_path: Path) -> None:
+    spec = _variant(tmp_path, "gemma-3-1b-l4.yaml", model={"id": "gs://team-b-models/ckpt/gemma"})
+    plan = plan_workload("dev", spec, project_dir=REPO)
+    model = next(v for v in pod_spec(plan)["volumes"] if v["name"] == "model")
+    assert model["csi"]["volumeAttributes"]["bucketName"] == "team-b-models"
+    assert "only-dir:ckpt/gemma" in model["csi"]["volumeAttributes"]["mountOptions"].split(",")
+    grants = {
+        (r.inputs["bucket"], r.inputs["role"])
+        for r in plan.by_type("gcp:storage/bucketIAMMember:BucketIAMMember")
+    }
+    assert grants == {("team-b-models", "roles/storage.objectViewer")}
+    assert validate_manifests(kubernetes_objects(plan)) == []
+
+
+def test_tpu_pods_may_write_their_xla_cache_prefix_only() -> None:
+    plan = workload_plan("prod", "qwen3-32b-tpu-v6e.yaml")
+    grants = plan.by_type("gcp:storage/bucketIAMMember:BucketIAMMember")
+    writes = [r.inputs for r in grants if r.inputs["role"] == "roles/storage.objectUser"]
+    (write,) = writes
+    assert write["bucket"] == "acme-inference-prod-inf-prod-models"
+    assert write["condition"]["expression"] == (
+        'resource.name.startsWith("projects/_/buckets/acme-inference-prod-inf-prod-models'
+        '/objects/xla-cache/qwen--qwen3-32b/v0.11.1/2x4/")'
+    )
+    reads = [r.inputs for r in grants if r.inputs["role"] == "roles/storage.objectViewer"]
+    assert [r["bucket"] for r in reads] == ["acme-inference-prod-inf-prod-models"]
+
+
+def test_a_single_replica_prod_endpoint_registers_nothing(tmp_path: Path) -> None:
+    # The production rule runs with the class check, before the Kubernetes
+    # provider or any workload resource is registered.
+    from gke_inference.offline.planning import plan_platform
+    from gke_inference.offline.recording import PlanMocks, RecordingMonitor, run_offline
+    from gke_inference.workloads.kinds import deployment_for
+    from gke_inference.workloads.program import workload_program
+    from gke_inference.workloads.spec import load_spec
+
+    spec = load_spec(_variant(tmp_path, "llama-3-3-70b-h100.yaml", scaling={"minReplicas": 1}))
+    platform = plan_platform("prod", project_dir=REPO)
+    ref = "organization/gke-inference/prod"
+    mocks = PlanMocks(
+        "acme-inference-prod", stack_outputs={ref: (platform.outputs, platform.secret_outputs)}
+    )
+    monitor = RecordingMonitor(mocks)
+    with pytest.raises(SpecError, match="minReplicas"):
+        run_offline(workload_program(deployment_for(spec), "prod", "organization"),
+                    project="gke-inference-workloads", stack="prod-llama-3-3-70b",
+                    config={}, monitor=monitor)  # fmt: skip
+    assert {r.type for r in monitor.records.values()} <= {
+        "pulumi:pulumi:Stack", "pulumi:pulumi:StackReference",
+    }  # fmt: skip

@@ -36,8 +36,9 @@ def test_llama_8b_bf16_fits_one_l4() -> None:
     assert s.usable_gib == pytest.approx(19.6)
     assert (s.shape.count, s.tensor_parallel, s.pipeline_parallel) == (1, 1, 1)
     assert s.compute_class == "gpu-l4-x1"
-    # (19.6 - 14.96) GiB / 1 GiB per full-context sequence = 4 sequences
-    assert s.max_num_seqs == 4
+    # vLLM's own default batch width on an L4 (256), not the 4 sequences that fit at
+    # full context: vLLM admits only what free KV blocks hold (issue 11, item 9).
+    assert s.max_num_seqs == 256
     assert "--gpu-memory-utilization=0.90" in s.vllm_args()
     assert "--block-size=16" in s.vllm_args()
 
@@ -127,7 +128,11 @@ def test_pipeline_parallel_when_one_node_is_not_enough() -> None:
             "contextLength",
             "exceeds the model's maximum",
         ),
-        ({"precision": "int4", "quantizationMethod": "fp8"}, "quantizationMethod", "accepted: awq"),
+        (
+            {"precision": "int4", "quantizationMethod": "fp8"},
+            "quantizationMethod",
+            "accepted for int4: bitsandbytes",
+        ),
     ],
 )
 def test_impossible_choices_are_named(overrides: dict[str, Any], path: str, fragment: str) -> None:
@@ -136,8 +141,10 @@ def test_impossible_choices_are_named(overrides: dict[str, Any], path: str, frag
     assert any(p.path == path and fragment in p.message for p in info.value.problems)
 
 
-def test_int4_defaults_to_awq() -> None:
-    assert "--quantization=awq" in size(spec(precision="int4")).vllm_args()
+def test_int4_of_a_16_bit_checkpoint_is_quantized_in_flight() -> None:
+    # Was --quantization=awq, which vLLM cannot apply to a 16-bit checkpoint: only
+    # bitsandbytes quantizes to 4 bits while loading (issue 11, item 3).
+    assert "--quantization=bitsandbytes" in size(spec(precision="int4")).vllm_args()
 
 
 def test_size_command_prints_a_table(capsys: pytest.CaptureFixture[str]) -> None:
@@ -152,3 +159,119 @@ def test_size_command_prints_a_table(capsys: pytest.CaptureFixture[str]) -> None
         "160.0 KiB",
     ):
         assert row in out
+
+
+# --------------------------------------------------------------------------- issue 11
+
+
+def test_served_path_is_the_mount_root_of_the_model_folder() -> None:
+    # only-dir:<folder> makes the folder the mount root: --model=/models (was /models/<folder>).
+    s = size(spec())
+    assert s.model_path == "/models" and "--model=/models" in s.vllm_args()
+    assert s.model_dir == "meta-llama/llama-3.1-8b-instruct" and s.model_bucket is None
+    t = size(spec(model={"id": "gs://other-team/ckpt/llama/", "preset": "llama-3.1-8b"}))
+    assert (t.model_bucket, t.model_dir, t.model_path) == ("other-team", "ckpt/llama", "/models")
+
+
+@pytest.mark.parametrize(
+    ("precision", "method", "flag"),
+    [
+        ("int4", None, None),  # vLLM reads quantization_config (awq -> awq_marlin itself)
+        ("int8", None, None),
+        ("fp8", None, None),  # a compressed-tensors FP8 checkpoint must not get --quantization=fp8
+        ("int4", "awq", "awq"),  # named explicitly and compatible: passed through
+        ("int8", "compressed-tensors", "compressed-tensors"),
+    ],
+)
+def test_prequantized_checkpoints_get_no_quantization_flag_unless_named(
+    precision: str, method: str | None, flag: str | None
+) -> None:
+    overrides: dict[str, Any] = {
+        "model": {"id": "org/ckpt", "preset": "llama-3.1-8b", "prequantized": True},
+        "accelerator": "h100-80gb",
+        "precision": precision,
+    }
+    if method:
+        overrides["quantizationMethod"] = method
+    args = size(spec(**overrides)).vllm_args()
+    quantization = [a for a in args if a.startswith("--quantization")]
+    assert quantization == ([f"--quantization={flag}"] if flag else [])
+
+
+def test_online_quantization_of_a_16_bit_checkpoint() -> None:
+    assert "--quantization=fp8" in size(spec(accelerator="h100-80gb", precision="fp8")).vllm_args()
+    assert "--quantization=bitsandbytes" in size(spec(precision="int4")).vllm_args()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "path", "fragments"),
+    [
+        (
+            {"precision": "int4", "quantizationMethod": "awq"},
+            "quantizationMethod",
+            ("cannot quantize a 16-bit checkpoint", "model.prequantized: true"),
+        ),
+        (
+            {"precision": "int4", "quantizationMethod": "gptq"},
+            "quantizationMethod",
+            ("accepted for int4: bitsandbytes",),
+        ),
+        ({"precision": "int8"}, "precision", ("model.prequantized: true", "cannot be quantized")),
+        (
+            {"model": {"id": "a/b", "preset": "llama-3.1-8b", "prequantized": True}},
+            "model.prequantized",
+            ("precision bf16",),
+        ),
+    ],
+)
+def test_quantization_that_vllm_cannot_do_is_refused(
+    overrides: dict[str, Any], path: str, fragments: tuple[str, ...]
+) -> None:
+    with pytest.raises(SpecError) as info:
+        size(spec(**overrides))
+    assert any(
+        p.path == path and all(f in p.message for f in fragments) for p in info.value.problems
+    ), info.value.problems
+
+
+def test_max_num_seqs_is_vllms_default_for_the_accelerator() -> None:
+    # vLLM: 256, and 1024 on GPUs of >= 70 GiB other than A100 (EngineArgs defaults).
+    assert size(spec(accelerator="a100-80gb")).max_num_seqs == 256
+    h100 = spec(model={"id": "a/b", "preset": "llama-3.3-70b"}, accelerator="h100-80gb")
+    assert size(h100).max_num_seqs == 1024
+    assert size(spec(concurrency=8)).max_num_seqs == 256
+    tpu = spec(accelerator="tpu-v6e", server={"type": "vllm-tpu"})
+    assert size(tpu).max_num_seqs == 256
+
+
+@pytest.mark.parametrize(
+    ("scaling", "limit"),
+    [
+        ({"metric": "running-requests", "target": 300}, "--max-num-seqs=256"),
+        ({"metric": "kv-cache", "target": 1.5}, "0 to 1"),
+    ],
+)
+def test_hpa_targets_that_can_never_trigger_are_refused(
+    scaling: dict[str, Any], limit: str
+) -> None:
+    from gke_inference.workloads.kinds import deployment_for
+
+    with pytest.raises(SpecError) as info:
+        deployment_for(spec(scaling=scaling))
+    (problem,) = info.value.problems
+    assert problem.path == "scaling.target" and limit in problem.message
+    ok = dict(scaling, target=256 if scaling["metric"] == "running-requests" else 0.9)
+    assert deployment_for(spec(scaling=ok)).sizing is not None
+
+
+def test_startup_budget_from_weights_accelerator_and_margin() -> None:
+    from gke_inference.workloads.sizing import startup_seconds
+
+    # 120 s margin + GiB / 0.25 GiB/s + 180 s GPU warm-up (1800 s TPU XLA compile).
+    gemma = size(spec(model={"id": "google/gemma-3-1b-it", "preset": "gemma-3-1b"}))
+    assert startup_seconds(gemma) == 120 + 8 + 180
+    llama = size(spec(model={"id": "a/b", "preset": "llama-3.3-70b"}, accelerator="h100-80gb"))
+    assert startup_seconds(llama) == 120 + 527 + 180  # 131.5 GiB: ~9 minutes of reads
+    qwen = size(spec(model={"id": "Qwen/Qwen3-32B", "preset": "qwen3-32b"},
+                     accelerator="tpu-v6e", server={"type": "vllm-tpu"}))  # fmt: skip
+    assert startup_seconds(qwen) == 120 + 245 + 1800

@@ -168,6 +168,12 @@ def test_online_server_is_sized_scheduled_and_mounted(
     annotations = deployment.inputs["spec"]["template"]["metadata"]["annotations"]
     assert annotations["gke-gcsfuse/volumes"] == "true"
     assert pod_spec["securityContext"]["runAsNonRoot"] is True
+    # The folder is the mount root (only-dir): the server reads /models/config.json.
+    assert "--model=/models" in server["args"]
+    assert {"USER", "LOGNAME"} <= set(env(server)) and {"USER", "LOGNAME"} <= set(
+        env(container(pod_spec, "prefetch"))
+    )
+    assert server["lifecycle"]["preStop"]["exec"]["command"][:2] == ["python3", "-c"]
 
 
 def test_online_hpa_pdb_and_route() -> None:
@@ -178,7 +184,8 @@ def test_online_hpa_pdb_and_route() -> None:
         "kind": "Deployment",
         "name": "gemma-3-1b",
     }
-    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (1, 4)
+    # Two replicas: the example is promoted to prod as is, which refuses one (issue 11).
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 4)
     metric = hpa["metrics"][0]["pods"]
     assert metric["metric"]["name"] == "prometheus.googleapis.com|vllm:num_requests_waiting|gauge"
     assert metric["target"] == {"type": "AverageValue", "averageValue": "10"}

@@ -3,7 +3,9 @@
 One shape serves both scalers: an HPA on one metric that scales up at once
 (``select_policy: Max``) and down through a stabilization window
 (``select_policy: Min``), and a PodDisruptionBudget that lets one pod go at a
-time. The rates differ on purpose, so they are arguments: a model server costs
+time (a production model server: never its last replica, see
+:func:`serving_min_available`). Pods that are not ready never block a drain
+(``unhealthyPodEvictionPolicy: AlwaysAllow``). The rates differ on purpose, so they are arguments: a model server costs
 minutes of weight loading per new replica, a streaming worker seconds.
 """
 
@@ -16,16 +18,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
 
-from gke_inference.workloads.spec import WorkloadSpec
-
-# HPA metric per spec choice: Cloud Monitoring name of the Managed Prometheus
-# series (through the custom metrics adapter), and the default per-pod target.
-VLLM_HPA_METRICS: dict[str, tuple[str, float]] = {
-    "queue-depth": ("prometheus.googleapis.com|vllm:num_requests_waiting|gauge", 10),
-    "kv-cache": ("prometheus.googleapis.com|vllm:kv_cache_usage_perc|gauge", 0.8),
-    "requests-per-second": ("prometheus.googleapis.com|vllm:request_success_total|counter", 5),
-    "running-requests": ("prometheus.googleapis.com|vllm:num_requests_running|gauge", 32),
-}
+from gke_inference.workloads.spec import VLLM_HPA_METRICS, WorkloadSpec
 
 
 @dataclass(frozen=True)
@@ -106,6 +99,18 @@ def vllm_hpa_spec(
     )
 
 
+def serving_min_available(spec: WorkloadSpec, environment: str) -> int | None:
+    """A production model server keeps ``minReplicas - 1`` pods (at least 1) through
+    voluntary disruptions: with 2 replicas one may go, the last one never
+    (``kinds.require_production_ready`` requires 2 in prod). Elsewhere None:
+    one pod at a time, the only one included (a dev endpoint may pause)."""
+    from gke_inference.workloads.kinds import PRODUCTION_ENVIRONMENT
+
+    if environment != PRODUCTION_ENVIRONMENT:
+        return None
+    return max(1, spec.scaling.min_replicas - 1)
+
+
 def autoscale(
     name: str,
     metadata: ObjectMetaArgs,
@@ -114,9 +119,10 @@ def autoscale(
     *,
     hpa_opts: pulumi.ResourceOptions,
     pdb_opts: pulumi.ResourceOptions,
+    min_available: int | None = None,
 ) -> None:
     """``<name>-hpa`` with ``spec`` and ``<name>-pdb``: voluntary disruptions take one pod
-    at a time."""
+    at a time, or (``min_available``) keep that many pods available."""
     k8s.autoscaling.v2.HorizontalPodAutoscaler(
         f"{name}-hpa", metadata=metadata, spec=spec, opts=hpa_opts
     )
@@ -124,7 +130,10 @@ def autoscale(
         f"{name}-pdb",
         metadata=metadata,
         spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
-            max_unavailable=1, selector=LabelSelectorArgs(match_labels=selector)
+            max_unavailable=1 if min_available is None else None,
+            min_available=min_available,
+            selector=LabelSelectorArgs(match_labels=selector),
+            unhealthy_pod_eviction_policy="AlwaysAllow",
         ),
         opts=pdb_opts,
     )

@@ -25,6 +25,7 @@ from pulumi_kubernetes.core.v1 import (
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
 from gke_inference.core.components import child_options
+from gke_inference.workloads.lifecycle import grace_period_seconds, user_env
 from gke_inference.workloads.platform_ref import PlatformRef
 from gke_inference.workloads.pods import (
     SERVER_PORT,
@@ -35,8 +36,10 @@ from gke_inference.workloads.pods import (
     server_image,
     server_labels,
     service_account_with_bucket_access,
+    serving_buckets,
     vllm_container,
     worker_image,
+    xla_cache_prefix,
 )
 from gke_inference.workloads.sizing import Sizing, startup_seconds
 from gke_inference.workloads.spec import WorkloadSpec
@@ -92,11 +95,17 @@ class BatchInference(pulumi.ComponentResource):
             name,
             workload,
             platform,
-            [(platform.model_bucket, "read"), (input_bucket, "read"), (output_bucket, "write")],
+            [*serving_buckets(platform, sizing), (input_bucket, "read"), (output_bucket, "write")],
             self,
             k8s_opts,
+            write_prefix=(
+                (platform.model_bucket, xla_cache_prefix(sizing, tag))
+                if sizing.accelerator.kind == "tpu"
+                else None
+            ),
         )
-        server = as_native_sidecar(vllm_container(sizing, image))
+        # Only the worker beside it calls the server: no endpoints to wait out.
+        server = as_native_sidecar(vllm_container(sizing, image, propagation_seconds=0))
         worker = ContainerArgs(
             name="worker",
             image=worker_image(platform, batch.worker_image),
@@ -112,6 +121,7 @@ class BatchInference(pulumi.ComponentResource):
                 # The sidecar's startup probe already waited; this is a safety net.
                 EnvVarArgs(name="MODEL_READY_TIMEOUT_S", value=str(startup_seconds(sizing))),
                 EnvVarArgs(name="HOME", value="/tmp"),
+                *user_env(),
             ],
             resources=ResourceRequirementsArgs(
                 requests={"cpu": "1", "memory": "1Gi"}, limits={"memory": "2Gi"}
@@ -169,6 +179,8 @@ class BatchInference(pulumi.ComponentResource):
                     containers=[worker],
                     sidecars=[server],
                     restart_policy="Never",
+                    vllm_version=tag,
+                    termination_grace_seconds=grace_period_seconds(propagation_seconds=0),
                     volumes=[
                         fuse_volume("input", input_bucket, only_dir=input_prefix, read_only=True),
                         fuse_volume(

@@ -39,6 +39,7 @@ class WorkloadKind:
     serves_model: bool  # runs vLLM on `model`: sized, may download weights first
     section: str | None  # spec section the kind requires (None: optional or none)
     gpu_only: bool
+    endpoint: bool  # serves live traffic: must survive voluntary disruptions in production
     build: Builder
 
 
@@ -100,10 +101,10 @@ def _comfyui(
 KINDS: dict[str, WorkloadKind] = {
     kind.name: kind
     for kind in (
-        WorkloadKind("online", "OnlineInference", True, None, False, _online),
-        WorkloadKind("batch", "BatchInference", True, "batch", False, _batch),
-        WorkloadKind("streaming", "StreamingInference", True, None, False, _streaming),
-        WorkloadKind("comfyui", "ComfyUI", False, "comfyui", True, _comfyui),
+        WorkloadKind("online", "OnlineInference", True, None, False, True, _online),
+        WorkloadKind("batch", "BatchInference", True, "batch", False, False, _batch),
+        WorkloadKind("streaming", "StreamingInference", True, None, False, True, _streaming),
+        WorkloadKind("comfyui", "ComfyUI", False, "comfyui", True, False, _comfyui),
     )
 }
 
@@ -130,7 +131,94 @@ def deployment_for(spec: WorkloadSpec) -> Deployment:
                 )
             ],
         )
+    problems = scaling_problems(spec, sizing)
+    if problems:
+        raise SpecError(f"Workload {spec.name!r} cannot be deployed", problems)
     return Deployment(spec, sizing, sizing.compute_class)
+
+
+# Upper bounds of HPA targets that a vLLM pod can reach: kv-cache is a fraction
+# (vllm:kv_cache_usage_perc, 0..1); running requests never exceed --max-num-seqs.
+KV_CACHE_TARGET_MAX = 1.0
+PRODUCTION_ENVIRONMENT = "prod"
+PRODUCTION_MIN_REPLICAS = 2
+
+
+def scaling_problems(spec: WorkloadSpec, sizing: Sizing) -> list[Problem]:
+    """HPA targets that the server's own limits make unreachable (they never scale up)."""
+    from gke_inference.workloads.spec import VLLM_HPA_METRICS
+
+    scaling = spec.scaling
+    target = scaling.target if scaling.target is not None else VLLM_HPA_METRICS[scaling.metric][1]
+    if scaling.metric == "running-requests" and target > sizing.max_num_seqs:
+        return [
+            Problem(
+                "scaling.target",
+                f"{target:g} running requests per pod can never be reached: the server runs at "
+                f"most --max-num-seqs={sizing.max_num_seqs} at once; use at most "
+                f"{sizing.max_num_seqs} (or metric queue-depth)",
+            )
+        ]
+    if scaling.metric == "kv-cache" and target > KV_CACHE_TARGET_MAX:
+        return [
+            Problem(
+                "scaling.target",
+                f"{target:g} can never be reached: kv-cache is the used fraction of the KV "
+                f"cache (0 to {KV_CACHE_TARGET_MAX:g}); use e.g. 0.8",
+            )
+        ]
+    return []
+
+
+def require_production_ready(deployment: Deployment, environment: str) -> None:
+    """A production endpoint keeps serving through voluntary disruptions.
+
+    In ``prod`` an online (or streaming) model server needs
+    ``scaling.minReplicas >= 2``: its PodDisruptionBudget (minAvailable
+    ``minReplicas - 1``) then lets node drains, upgrades and scale-downs take
+    one pod while another serves, and never takes the only one. Call it where
+    the environment is known, before any resource is registered.
+    """
+    spec = deployment.spec
+    if environment != PRODUCTION_ENVIRONMENT or not deployment.kind.endpoint:
+        return
+    if spec.scaling.min_replicas < PRODUCTION_MIN_REPLICAS:
+        raise SpecError(
+            f"Workload {spec.name!r} cannot be deployed to {environment}",
+            [
+                Problem(
+                    "scaling.minReplicas",
+                    f"{spec.scaling.min_replicas} replica cannot serve through a node drain or "
+                    f"upgrade; {environment} needs at least {PRODUCTION_MIN_REPLICAS} "
+                    "(one may be evicted while the other serves)",
+                )
+            ],
+        )
+
+
+def require_deployable_in(
+    deployment: Deployment, *, environment: str, classes: dict[str, str], gateway_exposure: str
+) -> None:
+    """Every rule that needs the target environment, before any resource is registered:
+    its compute classes, production readiness, and what its gateway can route to."""
+    require_enabled_class(deployment, classes)
+    require_production_ready(deployment, environment)
+    spec = deployment.spec
+    if spec.routing.mode == "inference-pool" and gateway_exposure == "external":
+        # GKE routes to InferencePool backends from its regional Gateway classes
+        # (gke-l7-rilb, gke-l7-regional-external-managed); the platform's external
+        # gateway is the global class gke-l7-global-external-managed.
+        raise SpecError(
+            f"Workload {spec.name!r} cannot be routed in {environment}",
+            [
+                Problem(
+                    "routing.mode",
+                    "'inference-pool' needs a regional gateway; this environment's gateway "
+                    "is external (gke-l7-global-external-managed), which does not route to "
+                    "InferencePool backends: use routing.mode 'service' here",
+                )
+            ],
+        )
 
 
 def require_enabled_class(deployment: Deployment, classes: dict[str, str]) -> None:

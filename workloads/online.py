@@ -9,7 +9,7 @@ import pulumi_kubernetes as k8s
 from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
 
 from gke_inference.core.components import child_options
-from gke_inference.workloads.autoscaling import autoscale, vllm_hpa_spec
+from gke_inference.workloads.autoscaling import autoscale, serving_min_available, vllm_hpa_spec
 from gke_inference.workloads.platform_ref import PlatformRef
 from gke_inference.workloads.pods import (
     SERVER_PORT,
@@ -20,7 +20,9 @@ from gke_inference.workloads.pods import (
     server_labels,
     service_account_with_bucket_access,
     service_url,
+    serving_buckets,
     vllm_container,
+    xla_cache_prefix,
 )
 from gke_inference.workloads.routing import expose_on_gateway
 from gke_inference.workloads.sizing import Sizing
@@ -52,7 +54,17 @@ class OnlineInference(pulumi.ComponentResource):
         selector = {"app.kubernetes.io/name": workload}
 
         account = service_account_with_bucket_access(
-            name, workload, platform, [(platform.model_bucket, "read")], self, k8s_opts
+            name,
+            workload,
+            platform,
+            serving_buckets(platform, sizing),
+            self,
+            k8s_opts,
+            write_prefix=(
+                (platform.model_bucket, xla_cache_prefix(sizing, tag))
+                if sizing.accelerator.kind == "tpu"
+                else None
+            ),
         )
         deployment = k8s.apps.v1.Deployment(
             f"{name}-server",
@@ -75,6 +87,7 @@ class OnlineInference(pulumi.ComponentResource):
                     image,
                     containers=[vllm_container(sizing, image)],
                     priority_class_name="high",
+                    vllm_version=tag,
                 ),
             ),
             opts=child_options(self, opts, depends_on=[account]),
@@ -95,6 +108,7 @@ class OnlineInference(pulumi.ComponentResource):
             vllm_hpa_spec(workload, spec),
             hpa_opts=child_options(self, opts, depends_on=[deployment]),
             pdb_opts=k8s_opts,
+            min_available=serving_min_available(spec, platform.environment),
         )
         self.url = pulumi.Output.from_input(service_url(workload, namespace, SERVER_PORT))
         if args.expose:
@@ -118,7 +132,14 @@ class OnlineInference(pulumi.ComponentResource):
 
             epp_image = remote_image(platform, EPP_IMAGE, upstream="registry-k8s")
             pool = InferencePoolRouting(
-                name, workload, namespace, selector, labels, k8s_opts, image=epp_image
+                name,
+                workload,
+                namespace,
+                selector,
+                labels,
+                k8s_opts,
+                image=epp_image,
+                mode=platform.mode,  # where Managed Prometheus' collector runs
             )
             target_kind, backend_name = "InferencePool", pool.pool_name
         else:

@@ -1,10 +1,21 @@
 """Pod building blocks every model-serving workload shares.
 
-Model weights come from the platform's bucket through the Cloud Storage FUSE
-CSI driver, tuned for large sequential reads; a native sidecar warms the file
-cache while the server starts. Containers run as non-root, without privilege
+Model weights come from the model's bucket (the platform's, or the one a
+``gs://`` id names) through the Cloud Storage FUSE CSI driver, tuned for large
+sequential reads; the model's folder is the mount root (``only-dir``), so the
+server reads ``/models/config.json``. A native sidecar warms the file cache
+while the server starts. Containers run as non-root, without privilege
 escalation, with a read-only root filesystem; accelerators are requested with
 requests = limits and scheduled through the sized compute class.
+
+What the node does with it (rehearsed by tests/test_runtime_*.py):
+
+- User names for uids the images do not know, and the servers' preStop
+  drain: :mod:`gke_inference.workloads.lifecycle`.
+- TPU pods keep vLLM's XLA compilation cache in the platform model bucket
+  (``xla-cache/<model>/<vllm>/<topology>``, read-write FUSE, write granted on
+  that prefix only), so only the first pod of a model, version and topology
+  compiles from scratch.
 """
 
 from __future__ import annotations
@@ -13,6 +24,7 @@ import math
 
 import pulumi
 import pulumi_kubernetes as k8s
+from pulumi_gcp import storage
 from pulumi_kubernetes.core.v1 import (
     ContainerArgs,
     ContainerPortArgs,
@@ -28,16 +40,28 @@ from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 from gke_inference.core.settings import UPSTREAM_HOSTS, Upstream
 from gke_inference.inference.cluster_addons import MODEL_SERVER_LABEL
 from gke_inference.inference.compute_classes import COMPUTE_CLASS_LABEL
-from gke_inference.inference.model_storage import grant_bucket_access
+from gke_inference.inference.model_storage import BUCKET_ROLES, grant_bucket_access
+from gke_inference.inference.workload_identity import ksa_principal
 from gke_inference.platform.identity import project_number
+from gke_inference.workloads.lifecycle import (
+    DRAIN_PROPAGATION_SECONDS,
+    drain_hook,
+    grace_period_seconds,
+    user_env,
+)
 from gke_inference.workloads.platform_ref import PlatformRef
-from gke_inference.workloads.sizing import MODEL_MOUNT, Sizing, startup_seconds
+from gke_inference.workloads.sizing import (
+    MODEL_MOUNT,
+    XLA_CACHE_MOUNT,
+    XLA_CACHE_PREFIX,
+    Sizing,
+    startup_seconds,
+)
 from gke_inference.workloads.spec import WorkloadSpec
+from gke_inference.workloads.vllm_server import VLLM_IMAGES, image_tag
 
 SERVER_PORT = 8000
 RUN_AS = 1000
-# vLLM images, pulled through the platform's Docker Hub remote repository.
-VLLM_IMAGES = {"vllm-gpu": "vllm/vllm-openai:v0.11.2", "vllm-tpu": "vllm/vllm-tpu:v0.11.1"}
 VLLM_VERSION_LABEL = "gke-inference/vllm-version"
 
 # Cloud Storage FUSE options for read-mostly model weights: cache metadata and
@@ -134,11 +158,41 @@ def fuse_volume(
     )
 
 
+def model_bucket(platform: PlatformRef, sizing: Sizing) -> str:
+    """The bucket holding the weights: the one a ``gs://`` id names, else the platform's."""
+    return sizing.model_bucket or platform.model_bucket
+
+
 def model_volume(platform: PlatformRef, sizing: Sizing) -> VolumeArgs:
-    """The weights: the model's folder of the platform model bucket, read-only and cached."""
-    model_dir = sizing.model_path.removeprefix("/models/") if sizing.model_path != "/models" else ""
+    """The weights: the model's folder of its bucket as the mount root, read-only, cached."""
     return fuse_volume(
-        "model", platform.model_bucket, only_dir=model_dir, read_only=True, cached=True
+        "model",
+        model_bucket(platform, sizing),
+        only_dir=sizing.model_dir,
+        read_only=True,
+        cached=True,
+    )
+
+
+def serving_buckets(platform: PlatformRef, sizing: Sizing) -> list[tuple[pulumi.Input[str], str]]:
+    """Read access a model server's account needs: the model's bucket."""
+    return [(model_bucket(platform, sizing), "read")]
+
+
+def xla_cache_prefix(sizing: Sizing, vllm_version: str) -> str:
+    """``xla-cache/<model>/<vllm version>/<topology>``: compiled programs are valid only
+    for the same model, server version and slice shape."""
+    topology = sizing.shape.topology or f"{sizing.shape.count}"
+    return f"{XLA_CACHE_PREFIX}/{sizing.model_key}/{vllm_version}/{topology}"
+
+
+def xla_cache_volume(platform: PlatformRef, sizing: Sizing, vllm_version: str) -> VolumeArgs:
+    """TPU: the persisted XLA cache, read-write and owned by the server's uid."""
+    return fuse_volume(
+        "xla-cache",
+        platform.model_bucket,
+        only_dir=xla_cache_prefix(sizing, vllm_version),
+        read_only=False,
     )
 
 
@@ -241,6 +295,7 @@ def node_selector(sizing: Sizing) -> dict[str, str]:
 
 def server_env(sizing: Sizing) -> list[EnvVarArgs]:
     env = [
+        *user_env(),
         EnvVarArgs(name="HOME", value="/tmp/home"),
         EnvVarArgs(name="XDG_CACHE_HOME", value="/tmp/cache"),
         EnvVarArgs(name="HF_HOME", value="/tmp/hf"),
@@ -254,14 +309,30 @@ def server_env(sizing: Sizing) -> list[EnvVarArgs]:
             )
         )
     else:
-        env.append(EnvVarArgs(name="VLLM_XLA_CACHE_PATH", value="/tmp/xla"))
+        env.append(EnvVarArgs(name="VLLM_XLA_CACHE_PATH", value=XLA_CACHE_MOUNT))
     return env
 
 
-def vllm_container(sizing: Sizing, image: pulumi.Input[str]) -> ContainerArgs:
-    """The vLLM OpenAI-compatible server with sized flags and load-aware probes."""
+def vllm_container(
+    sizing: Sizing,
+    image: pulumi.Input[str],
+    *,
+    propagation_seconds: int = DRAIN_PROPAGATION_SECONDS,
+) -> ContainerArgs:
+    """The vLLM OpenAI-compatible server with sized flags, load-aware probes and a drain.
+
+    ``propagation_seconds``: how long endpoints take to stop sending before the
+    drain counts requests (0 when only a container of the same pod calls it).
+    """
     health = HTTPGetActionArgs(path="/health", port=SERVER_PORT)
     startup_failures = math.ceil(startup_seconds(sizing) / 10)
+    mounts = [
+        VolumeMountArgs(name="model", mount_path=MODEL_MOUNT, read_only=True),
+        VolumeMountArgs(name="tmp", mount_path="/tmp"),
+        VolumeMountArgs(name="dshm", mount_path="/dev/shm"),
+    ]
+    if sizing.accelerator.kind == "tpu":
+        mounts.append(VolumeMountArgs(name="xla-cache", mount_path=XLA_CACHE_MOUNT))
     return ContainerArgs(
         name="server",
         image=image,
@@ -283,11 +354,9 @@ def vllm_container(sizing: Sizing, image: pulumi.Input[str]) -> ContainerArgs:
         liveness_probe=ProbeArgs(
             http_get=health, period_seconds=15, timeout_seconds=5, failure_threshold=4
         ),
-        volume_mounts=[
-            VolumeMountArgs(name="model", mount_path=MODEL_MOUNT, read_only=True),
-            VolumeMountArgs(name="tmp", mount_path="/tmp"),
-            VolumeMountArgs(name="dshm", mount_path="/dev/shm"),
-        ],
+        # Kubernetes runs preStop before SIGTERM, on which vLLM stops serving at once.
+        lifecycle=drain_hook(propagation_seconds, SERVER_PORT),
+        volume_mounts=mounts,
     )
 
 
@@ -297,7 +366,7 @@ def prefetch_sidecar(image: pulumi.Input[str], sizing: Sizing) -> ContainerArgs:
     It starts before the server and keeps running (restartPolicy Always), so
     the server's first read of each shard is a cache hit.
     """
-    path = sizing.model_path
+    path = MODEL_MOUNT
     script = (
         f"find {path} -name '*.safetensors' -type f | "
         f"xargs -r -P {PREFETCH_PARALLELISM} -I {{}} dd if={{}} of=/dev/null bs=16M status=none; "
@@ -308,6 +377,7 @@ def prefetch_sidecar(image: pulumi.Input[str], sizing: Sizing) -> ContainerArgs:
         image=image,
         command=["/bin/sh", "-c", script],
         restart_policy="Always",
+        env=user_env(),
         resources=ResourceRequirementsArgs(
             requests={"cpu": "250m", "memory": "128Mi"}, limits={"memory": "256Mi"}
         ),
@@ -328,9 +398,17 @@ def model_server_pod(
     volumes: list[VolumeArgs] | None = None,
     restart_policy: str | None = None,
     priority_class_name: str | None = None,
+    vllm_version: str = "unknown",
+    termination_grace_seconds: int | None = None,
 ) -> k8s.core.v1.PodTemplateSpecArgs:
     """A pod on the sized compute class that reads the model through FUSE: the prefetch
-    sidecar first, then ``sidecars``; the model mount, ``volumes`` and scratch space."""
+    sidecar first, then ``sidecars``; the model mount (and on TPUs the XLA cache),
+    ``volumes`` and scratch space. The grace period outlasts the servers' drain."""
+    cache = (
+        [xla_cache_volume(platform, sizing, vllm_version)]
+        if sizing.accelerator.kind == "tpu"
+        else []
+    )
     return k8s.core.v1.PodTemplateSpecArgs(
         metadata=ObjectMetaArgs(labels=labels, annotations=fuse_annotations()),
         spec=k8s.core.v1.PodSpecArgs(
@@ -338,13 +416,14 @@ def model_server_pod(
             automount_service_account_token=False,
             restart_policy=restart_policy,
             priority_class_name=priority_class_name,
-            termination_grace_period_seconds=60,
+            termination_grace_period_seconds=termination_grace_seconds or grace_period_seconds(),
             node_selector=node_selector(sizing),
             security_context=pod_security(),
             init_containers=[prefetch_sidecar(image, sizing), *(sidecars or [])],
             containers=containers,
             volumes=[
                 model_volume(platform, sizing),
+                *cache,
                 *(volumes or []),
                 *scratch_volumes(shm_gib=max(1, 2 * sizing.shape.count)),
             ],
@@ -363,8 +442,14 @@ def service_account_with_bucket_access(
     buckets: list[tuple[pulumi.Input[str], str]],
     parent: pulumi.Resource,
     k8s_opts: pulumi.ResourceOptions,
+    *,
+    write_prefix: tuple[str, str] | None = None,
 ) -> k8s.core.v1.ServiceAccount:
-    """A Kubernetes service account and its bucket grants (Workload Identity, no keys)."""
+    """A Kubernetes service account and its bucket grants (Workload Identity, no keys).
+
+    ``write_prefix`` (bucket, prefix): write on objects under that prefix only
+    (an IAM condition on the object name); listing comes from a read grant.
+    """
     account = k8s.core.v1.ServiceAccount(
         f"{name}-ksa",
         metadata=ObjectMetaArgs(name=workload, namespace=platform.workload_namespace),
@@ -383,8 +468,22 @@ def service_account_with_bucket_access(
             workload,
             pulumi.ResourceOptions(parent=parent),
         )
+    if write_prefix is not None:
+        bucket, prefix = write_prefix
+        storage.BucketIAMMember(
+            f"{name}-bucket-prefix-write",
+            bucket=bucket,
+            role=BUCKET_ROLES["write"],
+            member=ksa_principal(
+                platform.project_id, number, platform.workload_namespace, workload
+            ),
+            condition=storage.BucketIAMMemberConditionArgs(
+                title="prefix-write",
+                description=f"write under {prefix}/ only",
+                expression=(
+                    f'resource.name.startsWith("projects/_/buckets/{bucket}/objects/{prefix}/")'
+                ),
+            ),
+            opts=pulumi.ResourceOptions(parent=parent),
+        )
     return account
-
-
-def image_tag(image: str) -> str:
-    return image.rsplit(":", 1)[-1] if ":" in image.rsplit("/", 1)[-1] else "unknown"

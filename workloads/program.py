@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 import pulumi
 
 from gke_inference.platform.kubeconfig import kubernetes_provider
-from gke_inference.workloads.kinds import Deployment, require_enabled_class
+from gke_inference.workloads.kinds import Deployment, require_deployable_in
 from gke_inference.workloads.model_download import model_download_for
 from gke_inference.workloads.platform_ref import PlatformRef, read_platform
 
@@ -36,7 +36,12 @@ def workload_program(
 
     async def program() -> None:
         platform = await read_platform(organization, environment)
-        require_enabled_class(deployment, platform.compute_classes)  # before any resource
+        require_deployable_in(  # before any resource
+            deployment,
+            environment=platform.environment,
+            classes=platform.compute_classes,
+            gateway_exposure=platform.gateway_exposure,
+        )
         provider = kubernetes_provider(
             "platform-cluster", platform.cluster_name, platform.kubeconfig
         )

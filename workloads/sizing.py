@@ -13,6 +13,28 @@ with a tensor-parallel degree that divides the attention heads. When one node
 of the accelerator is not enough, layers are split across nodes (pipeline
 parallelism) up to MAX_PIPELINE_STAGES. A spec that fits nowhere is an error
 with the numbers and the nearest shapes that would fit.
+
+Where the weights are: the model's folder (``ModelSettings.bucket_path``) of
+its bucket (the platform's model bucket, or the bucket a ``gs://`` id names)
+is mounted with GCS FUSE ``only-dir:<folder>`` at MODEL_MOUNT, so the folder's
+``config.json`` is ``/models/config.json`` and the server is given
+``--model=/models`` (gcsfuse: "--only-dir: mount only a specific directory
+within a bucket", the directory becomes the mount root).
+
+Quantization (``--quantization``), checked against vLLM's loaders (v0.11):
+
+- ``model.prequantized: true`` (an AWQ, GPTQ, compressed-tensors, FP8 or
+  bitsandbytes checkpoint): no flag. vLLM reads ``quantization_config`` from
+  config.json and picks the fast kernel itself (awq_marlin / gptq_marlin);
+  forcing ``awq``/``gptq`` picks the slow kernels and ``fp8`` on a
+  compressed-tensors FP8 checkpoint is rejected. A quantizationMethod the user
+  names explicitly is passed through when it matches the precision.
+- not pre-quantized: only what vLLM quantizes while loading a 16-bit
+  checkpoint: ``fp8`` (online dynamic W8A8, GPUs with FP8 support) and
+  ``bitsandbytes`` (in-flight, always 4-bit NF4: the loader's unquantized
+  path calls ``quantize_4bit``). AWQ, GPTQ and compressed-tensors need a
+  checkpoint produced by their tools, and vLLM has no general online int8 for
+  dense models on GPUs, so int8 of a 16-bit checkpoint is an error.
 """
 
 from __future__ import annotations
@@ -30,16 +52,35 @@ GIB = 1024**3
 BYTES_PER_PARAMETER = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5}
 RUNTIME_OVERHEAD_GIB = {"gpu": 2.0, "tpu": 1.0}
 MAX_PIPELINE_STAGES = 4
-MAX_NUM_SEQS_CAP = 256  # vLLM's own default ceiling
 GPU_BLOCK_SIZE = 16  # tokens per paged-attention block on CUDA
-MODEL_MOUNT = "/models"
+MODEL_MOUNT = "/models"  # the model's folder is the mount root (only-dir)
+XLA_CACHE_MOUNT = "/xla-cache"  # TPU: persisted XLA compilation cache (VLLM_XLA_CACHE_PATH)
+XLA_CACHE_PREFIX = (
+    "xla-cache"  # ... in the platform model bucket: xla-cache/<model>/<vllm>/<topology>
+)
 
-DEFAULT_QUANTIZATION = {"fp8": "fp8", "int8": "compressed-tensors", "int4": "awq"}
+# vLLM's own --max-num-seqs default for its OpenAI server
+# (EngineArgs._set_default_args / get_batch_defaults, v0.10-v0.11): 256, and
+# 1024 on GPUs with >= 70 GiB that are not A100s (H100, H200, RTX PRO 6000).
+# TPU overrides only the batched-token budget, so 256 there too.
+VLLM_DEFAULT_MAX_NUM_SEQS = 256
+VLLM_LARGE_GPU_MAX_NUM_SEQS = 1024
+VLLM_LARGE_GPU_GIB = 70
+
+# Methods vLLM can apply while loading a 16-bit checkpoint, per precision.
+ONLINE_METHODS = {"fp8": {"fp8"}, "int4": {"bitsandbytes"}}
+DEFAULT_ONLINE_METHOD = {"fp8": "fp8", "int4": "bitsandbytes"}
+# Methods that describe a pre-quantized checkpoint of each precision.
 ACCEPTED_METHODS = {
-    "fp8": {"fp8"},
+    "fp8": {"fp8", "compressed-tensors"},
     "int8": {"compressed-tensors", "gptq", "bitsandbytes"},
     "int4": {"awq", "gptq", "compressed-tensors", "bitsandbytes"},
 }
+
+# Startup budget (startup probe, worker MODEL_READY_TIMEOUT_S): see startup_seconds.
+FUSE_READ_GIB_PER_SECOND = 0.25
+STARTUP_MARGIN_SECONDS = 120
+WARMUP_SECONDS = {"gpu": 180, "tpu": 1800}
 
 
 def memory_utilization(acc: catalog.Accelerator) -> float:
@@ -62,6 +103,18 @@ def weights_bytes(arch: Architecture, precision: str) -> float:
 
 @dataclass(frozen=True)
 class Sizing:
+    """The sized replica and its vLLM flags.
+
+    ``max_num_seqs`` is vLLM's own default for the accelerator (256; 1024 on
+    GPUs of >= 70 GiB other than A100, as vLLM itself picks), never below the
+    spec's concurrency. It is not capped at what fits at full context: the KV
+    budget (``--gpu-memory-utilization`` with weights and ``--max-model-len``)
+    already holds concurrency x contextLength, and vLLM's scheduler admits only
+    what the free KV blocks hold, so a smaller cap would only refuse the short
+    requests that do fit. HPA targets are checked against it
+    (``kinds.deployment_for``): a running-requests target above it never triggers.
+    """
+
     accelerator: catalog.Accelerator
     shape: catalog.MachineShape
     tensor_parallel: int
@@ -77,8 +130,11 @@ class Sizing:
     kv_cache_dtype: str
     block_size: int | None
     compute_class: str
-    model_path: str
+    model_path: str  # what the server is given: the mount root (MODEL_MOUNT)
     served_model_name: str
+    model_bucket: str | None = None  # the gs:// id's bucket; None: the platform's model bucket
+    model_dir: str = ""  # the weights' folder in that bucket (the FUSE only-dir)
+    model_key: str = ""  # a path-safe name of the model, for cache prefixes
     extra_args: list[str] = field(default_factory=list)
 
     @property
@@ -150,17 +206,71 @@ def _quantization(spec: WorkloadSpec, acc: catalog.Accelerator) -> list[Problem]
     if spec.kv_cache_dtype == "fp8" and not acc.fp8:
         problems.append(Problem("kvCacheDtype", f"{acc.key} has no FP8 support; accepted: auto"))
     method = spec.quantization_method
-    if method is not None:
+    prequantized = spec.model is not None and spec.model.prequantized
+    quantized = spec.precision not in ("bf16", "fp16")
+    if prequantized and not quantized:
+        problems.append(
+            Problem(
+                "model.prequantized",
+                f"a pre-quantized checkpoint is not served at precision {spec.precision}; "
+                "set precision to the checkpoint's (fp8, int8, int4) or prequantized: false",
+            )
+        )
+    elif method is not None and prequantized:
         accepted = ACCEPTED_METHODS.get(spec.precision, set())
         if method not in accepted:
             problems.append(
                 Problem(
                     "quantizationMethod",
-                    f"{method!r} does not produce {spec.precision} weights; accepted: "
-                    + (", ".join(sorted(accepted)) or f"none (precision {spec.precision})"),
+                    f"{method!r} does not describe a {spec.precision} checkpoint; accepted: "
+                    + ", ".join(sorted(accepted))
+                    + " (or leave it unset: vLLM reads the checkpoint's quantization_config)",
                 )
             )
+    elif quantized and not prequantized:
+        online = ONLINE_METHODS.get(spec.precision, set())
+        if not online:
+            problems.append(
+                Problem(
+                    "precision",
+                    f"{spec.precision} of a 16-bit checkpoint (model.prequantized: false) cannot "
+                    "be quantized by vLLM while loading; serve a pre-quantized checkpoint "
+                    "(model.prequantized: true, e.g. GPTQ or compressed-tensors W8A8), or use "
+                    "fp8 (FP8 GPUs) or int4 (bitsandbytes)",
+                )
+            )
+        elif method is not None and method not in online:
+            problems.append(
+                Problem(
+                    "quantizationMethod",
+                    f"{method!r} cannot quantize a 16-bit checkpoint while loading "
+                    f"(model.prequantized: false); accepted for {spec.precision}: "
+                    + ", ".join(sorted(online))
+                    + f", or set model.prequantized: true for a {method} checkpoint",
+                )
+            )
+    elif method is not None:
+        problems.append(
+            Problem(
+                "quantizationMethod",
+                f"{method!r} does not apply to precision {spec.precision}; accepted: none",
+            )
+        )
     return problems
+
+
+def quantization_flag(spec: WorkloadSpec) -> str | None:
+    """``--quantization`` for a spec that passed :func:`_quantization` (see the module doc)."""
+    if spec.model is not None and spec.model.prequantized:
+        return spec.quantization_method  # None: vLLM detects the checkpoint's method
+    return spec.quantization_method or DEFAULT_ONLINE_METHOD.get(spec.precision)
+
+
+def vllm_default_max_num_seqs(acc: catalog.Accelerator) -> int:
+    """vLLM's own --max-num-seqs default on ``acc`` (see VLLM_DEFAULT_MAX_NUM_SEQS)."""
+    if acc.kind == "gpu" and acc.memory_gib >= VLLM_LARGE_GPU_GIB and "a100" not in acc.key:
+        return VLLM_LARGE_GPU_MAX_NUM_SEQS
+    return VLLM_DEFAULT_MAX_NUM_SEQS
 
 
 def _candidates(acc: catalog.Accelerator, arch: Architecture) -> list[catalog.MachineShape]:
@@ -273,10 +383,12 @@ def size(spec: WorkloadSpec, devices: int | None = None) -> Sizing:
         )
     shape, stages = found
     usable_total = shape.count * stages * usable_bytes_per_device(acc)
-    kv_capacity = usable_total - weights
-    seqs_at_full_context = int(kv_capacity // (spec.context_length * per_token))
-    max_num_seqs = max(spec.concurrency, min(MAX_NUM_SEQS_CAP, seqs_at_full_context))
-    quantization = spec.quantization_method or DEFAULT_QUANTIZATION.get(spec.precision)
+    # vLLM's default batch width: the scheduler admits a sequence only when the
+    # KV blocks for its prompt are free and preempts the newest when decoding
+    # runs out, so the KV budget sized above (concurrency x contextLength fits
+    # without preemption) is what protects against thrash, not a smaller cap;
+    # shorter requests use the width. Never below the spec's concurrency.
+    max_num_seqs = max(spec.concurrency, vllm_default_max_num_seqs(acc))
     class_name = class_for(spec, shape)
     model = spec.model
     return Sizing(
@@ -291,12 +403,15 @@ def size(spec: WorkloadSpec, devices: int | None = None) -> Sizing:
         gpu_memory_utilization=memory_utilization(acc),
         max_model_len=spec.context_length,
         max_num_seqs=max_num_seqs,
-        quantization=quantization,
+        quantization=quantization_flag(spec),
         kv_cache_dtype=spec.kv_cache_dtype,
         block_size=GPU_BLOCK_SIZE if acc.kind == "gpu" else None,
         compute_class=class_name,
-        model_path=f"{MODEL_MOUNT}/{model.bucket_path}".rstrip("/"),
+        model_path=MODEL_MOUNT,
         served_model_name=model.id if not model.in_bucket else spec.name,
+        model_bucket=model.bucket,
+        model_dir=model.bucket_path.strip("/"),
+        model_key=model_key(model.bucket_path, model.bucket),
         extra_args=list(spec.server.extra_args),
     )
 
@@ -320,10 +435,34 @@ def class_for(spec: WorkloadSpec, shape: catalog.MachineShape) -> str:
     return catalog.class_name(spec.accelerator_info, shape) + suffix
 
 
-def startup_seconds(sizing: Sizing) -> int:
-    """Budget for loading weights through GCS FUSE and warming up (probe thresholds).
+def model_key(bucket_path: str, bucket: str | None) -> str:
+    """A path-safe name of the model for cache prefixes (``google--gemma-3-1b-it``)."""
+    key = "--".join(part for part in bucket_path.strip("/").split("/") if part)
+    return key or (bucket or "model")
 
-    Assumes a conservative 0.5 GiB/s per replica from Cloud Storage on a cold
-    file cache, plus five minutes for CUDA graph capture / XLA compilation.
+
+def startup_seconds(sizing: Sizing) -> int:
+    """Budget from pod start to a healthy server on a cold node (startup probe).
+
+    ``STARTUP_MARGIN_SECONDS + weights / FUSE_READ_GIB_PER_SECOND +
+    WARMUP_SECONDS[kind]``:
+
+    - weights / 0.25 GiB/s: the cold read of every shard through GCS FUSE into
+      its file cache (parallel downloads, the prefetch sidecar's 16 readers).
+      gcsfuse's published FIO benchmark (docs/benchmarks.md: n2-standard-96,
+      100 Gbps, 128 readers) reaches ~7.5 GiB/s on 1 GiB files; one sequential
+      reader measures ~0.15 GiB/s (its sequential_read benchmark). Accelerator
+      nodes have 16-200 Gbps NICs and the FUSE sidecar shares their CPUs, and
+      the server reads each shard a second time from the cache, so 0.25 GiB/s
+      per node is the conservative figure: 70B in bf16 (131.5 GiB) gets 527 s.
+    - warm-up: 180 s on GPUs (torch.compile and CUDA graph capture, whose
+      cache lives in the pod's /tmp), 1800 s on TPUs (vLLM TPU precompiles
+      every padded batch/sequence shape with XLA: tens of minutes on a cold
+      cache for 30B-70B models). The XLA cache is persisted in the model bucket
+      (``xla-cache/<model>/<vllm>/<topology>``), so only the first pod of a
+      model, server version and topology pays it; the probe must still allow it.
+    - 120 s margin: image pull from the regional remote repository, FUSE
+      sidecar start, device plugin and the server's own process start.
     """
-    return int(300 + math.ceil(sizing.weights_gib / 0.5))
+    load = math.ceil(sizing.weights_gib / FUSE_READ_GIB_PER_SECOND)
+    return STARTUP_MARGIN_SECONDS + load + WARMUP_SECONDS[sizing.accelerator.kind]

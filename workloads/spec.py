@@ -19,6 +19,7 @@ from gke_inference.core.errors import Problem, SpecError
 from gke_inference.core.validation import StrictModel, describe_pattern, problems_from
 from gke_inference.inference import catalog
 from gke_inference.workloads.kinds import KINDS
+from gke_inference.workloads.vllm_server import flag_problems, server_version, table
 
 _WORKLOAD_NAME = describe_pattern(
     r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$",
@@ -88,6 +89,15 @@ class ModelSettings(StrictModel):
             raise ValueError("give exactly one of preset (a known model) or architecture")
         return self
 
+    @pydantic.field_validator("download")
+    @classmethod
+    def _download_from_the_hub(
+        cls, value: bool | None, info: pydantic.ValidationInfo
+    ) -> bool | None:
+        if value and str(info.data.get("id", "")).startswith("gs://"):
+            raise ValueError("is for Hugging Face ids; a gs:// model is read from its bucket as is")
+        return value
+
     @property
     def in_bucket(self) -> bool:
         return self.id.startswith("gs://")
@@ -109,6 +119,29 @@ class ServerSettings(StrictModel):
     type: Literal["vllm-gpu", "vllm-tpu"] = "vllm-gpu"
     image: str | None = Field(default=None, pattern=_IMAGE)
     extra_args: list[str] = Field(default_factory=list, max_length=32)
+
+    @pydantic.model_validator(mode="after")
+    def _extra_args_known(self) -> ServerSettings:
+        """extraArgs reach the server verbatim: check them against the pinned version's
+        parser (a custom image may be another version, so its flags are its own business)."""
+        if self.image is None and self.extra_args:
+            version = server_version(self.type)
+            problems = flag_problems(self.extra_args, table(version))
+            if problems:
+                raise ValueError(
+                    f"extraArgs: {'; '.join(problems)} (vLLM {version}, the pinned image)"
+                )
+        return self
+
+
+# HPA metric per spec choice: Cloud Monitoring name of the Managed Prometheus
+# series (through the custom metrics adapter), and the default per-pod target.
+VLLM_HPA_METRICS: dict[str, tuple[str, float]] = {
+    "queue-depth": ("prometheus.googleapis.com|vllm:num_requests_waiting|gauge", 10),
+    "kv-cache": ("prometheus.googleapis.com|vllm:kv_cache_usage_perc|gauge", 0.8),
+    "requests-per-second": ("prometheus.googleapis.com|vllm:request_success_total|counter", 5),
+    "running-requests": ("prometheus.googleapis.com|vllm:num_requests_running|gauge", 32),
+}
 
 
 class ScalingSettings(StrictModel):

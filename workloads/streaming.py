@@ -35,6 +35,7 @@ from gke_inference.core.components import child_options
 from gke_inference.inference.workload_identity import ksa_principal
 from gke_inference.platform.identity import project_number
 from gke_inference.workloads.autoscaling import Rate, autoscale, hpa_spec
+from gke_inference.workloads.lifecycle import user_env
 from gke_inference.workloads.online import OnlineInference, OnlineInferenceArgs
 from gke_inference.workloads.platform_ref import PlatformRef
 from gke_inference.workloads.pods import (
@@ -229,6 +230,7 @@ class StreamingInference(pulumi.ComponentResource):
                 core.EnvVarArgs(name="MODEL_READY_TIMEOUT_S", value=str(ready_budget)),
                 core.EnvVarArgs(name="SHUTDOWN_GRACE_S", value=str(SHUTDOWN_GRACE_SECONDS)),
                 core.EnvVarArgs(name="HOME", value="/tmp"),
+                *user_env(),
             ],
             ports=[
                 core.ContainerPortArgs(name="metrics", container_port=METRICS_PORT, protocol="TCP")

@@ -1,0 +1,172 @@
+"""Rehearsal: what the server and the prefetch sidecar find under their FUSE mounts.
+
+The bucket is laid out as the model download Job writes it (``$MODEL_BUCKET/
+$MODEL_PATH/config.json`` and the shards) or, for a ``gs://`` id, where the
+id says the weights are. Then the rendered volume is applied with gcsfuse's
+semantics (``bucketName``; ``only-dir:<dir>`` makes that prefix the volume
+root; the container's ``mountPath`` and ``subPath``), and the server's
+``--model`` and the prefetch script are resolved against what the container
+sees. The prefetch script itself runs (with a ``dd`` that records what it
+reads, and a ``sleep`` that returns).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.test_runtime_cases import (
+    CASES,
+    OTHER_BUCKET,
+    Case,
+    case,
+    container,
+    flag,
+    platform_model_bucket,
+)
+
+SHARDS = ("model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors")
+
+
+def written_location(c: Case) -> tuple[str, str]:
+    """(bucket, path) where the weights are: the download Job's destination, or the id."""
+    download = c.download_env()
+    if download is not None:
+        return download["MODEL_BUCKET"], download["MODEL_PATH"]
+    model = c.spec.model
+    assert model is not None
+    if model.id.startswith("gs://"):
+        bucket, _, path = model.id.removeprefix("gs://").partition("/")
+        return bucket, path.strip("/")
+    return platform_model_bucket(c.stack), model.id.lower()
+
+
+def lay_out_bucket(gcs: Path, bucket: str, path: str) -> None:
+    folder = gcs / bucket / path
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text('{"architectures": ["LlamaForCausalLM"]}')
+    (folder / "tokenizer.json").write_text("{}")
+    for shard in SHARDS:
+        (folder / shard).write_bytes(b"\0" * 64)
+    # Another model beside it: a mount of the whole bucket would expose it too.
+    (gcs / bucket / "other" / "config.json").parent.mkdir(parents=True, exist_ok=True)
+    (gcs / bucket / "other" / "config.json").write_text("{}")
+
+
+def volume_root(gcs: Path, volume: dict[str, Any]) -> Path:
+    """gcsfuse: the bucket, or its ``only-dir`` prefix, is the root of the mount."""
+    attributes = volume["csi"]["volumeAttributes"]
+    root = gcs / attributes["bucketName"]
+    for option in str(attributes.get("mountOptions", "")).split(","):
+        if option.startswith("only-dir:"):
+            root = root / option.removeprefix("only-dir:").strip("/")
+    return root
+
+
+def container_view(tmp: Path, gcs: Path, pod: dict[str, Any], c: dict[str, Any]) -> Path:
+    """A directory standing for the container's filesystem, with its FUSE mounts."""
+    rootfs = tmp / f"rootfs-{c['name']}"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for mount in c.get("volumeMounts", []):
+        volume = volumes[mount["name"]]
+        if "csi" not in volume:
+            continue
+        source = volume_root(gcs, volume) / mount.get("subPath", "")
+        target = rootfs / mount["mountPath"].lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(source, target_is_directory=True)
+    return rootfs
+
+
+def inside(rootfs: Path, path: str) -> Path:
+    return rootfs / path.lstrip("/")
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_server_model_path_holds_the_checkpoint(name: str, tmp_path: Path) -> None:
+    c = case(name)
+    gcs = tmp_path / "gcs"
+    bucket, path = written_location(c)
+    lay_out_bucket(gcs, bucket, path)
+    for pod in c.serving_pods():
+        server = container(pod, "server")
+        rootfs = container_view(tmp_path, gcs, pod, server)
+        model = inside(rootfs, flag(server["args"], "--model"))
+        assert (model / "config.json").is_file(), f"{name}: {model} has no config.json"
+        assert {p.name for p in model.glob("*.safetensors")} == set(SHARDS)
+        assert not (model / "other").exists()  # only the model's folder is mounted
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_prefetch_reads_the_shards_the_server_loads(name: str, tmp_path: Path) -> None:
+    c = case(name)
+    gcs = tmp_path / "gcs"
+    bucket, path = written_location(c)
+    lay_out_bucket(gcs, bucket, path)
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    log = tmp_path / "reads.log"
+    # dd records its input; sleep returns at once (the real one keeps the sidecar alive).
+    (fake_bin / "dd").write_text(
+        f'#!/bin/sh\nfor a; do case "$a" in if=*) echo "${{a#if=}}" >> {log};; esac; done\n'
+    )
+    (fake_bin / "sleep").write_text("#!/bin/sh\nexit 0\n")
+    for tool in ("dd", "sleep"):
+        (fake_bin / tool).chmod(0o755)
+    for pod in c.serving_pods():
+        log.unlink(missing_ok=True)
+        server, prefetch = container(pod, "server"), container(pod, "prefetch")
+        prefetch_mounts = {m["name"]: m["mountPath"] for m in prefetch["volumeMounts"]}
+        server_mounts = {m["name"]: m["mountPath"] for m in server["volumeMounts"]}
+        assert prefetch_mounts["model"] == server_mounts["model"]
+        rootfs = container_view(tmp_path / "prefetch", gcs, pod, prefetch)
+        mount = prefetch_mounts["model"]
+        # The mount point as the kernel shows it: the volume's root itself (a symlink
+        # would not be descended by find, a mount is).
+        script = prefetch["command"][-1].replace(mount, str(inside(rootfs, mount).resolve()))
+        result = subprocess.run(
+            ["/bin/sh", "-c", script],
+            env={"PATH": f"{fake_bin}:{os.environ['PATH']}"},
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "prefetched" in result.stdout
+        read = sorted(Path(line).resolve() for line in log.read_text().split())
+        model = inside(
+            container_view(tmp_path / "server", gcs, pod, server), server_mounts["model"]
+        )
+        served = inside(rootfs, flag(server["args"], "--model")).resolve()
+        assert read == sorted((served / shard).resolve() for shard in SHARDS), name
+        assert model.resolve() == served or served.is_relative_to(model.resolve())
+
+
+def test_a_gs_model_in_another_bucket_is_mounted_from_that_bucket() -> None:
+    c = case("gs-other-bucket")
+    (pod,) = c.serving_pods()
+    model = next(v for v in pod["volumes"] if v["name"] == "model")
+    assert model["csi"]["volumeAttributes"]["bucketName"] == OTHER_BUCKET
+    assert "only-dir:checkpoints/gemma-3-1b-it" in model["csi"]["volumeAttributes"]["mountOptions"]
+
+
+def test_tpu_xla_cache_is_a_writable_bucket_prefix() -> None:
+    c = case("qwen3-32b-tpu-v6e")
+    (pod,) = c.serving_pods()
+    server = container(pod, "server")
+    cache = next(v for v in pod["volumes"] if v["name"] == "xla-cache")
+    attributes = cache["csi"]["volumeAttributes"]
+    assert cache["csi"]["readOnly"] is False
+    assert attributes["bucketName"] == platform_model_bucket("prod")
+    options = attributes["mountOptions"].split(",")
+    assert "only-dir:xla-cache/qwen--qwen3-32b/v0.11.1/2x4" in options
+    assert {"uid=1000", "gid=1000"} <= set(options)
+    mounts = {m["name"]: m for m in server["volumeMounts"]}
+    assert "readOnly" not in mounts["xla-cache"]
+    env = {e["name"]: e["value"] for e in server["env"]}
+    assert env["VLLM_XLA_CACHE_PATH"] == mounts["xla-cache"]["mountPath"]
