@@ -99,30 +99,88 @@ def _policy_check(args: argparse.Namespace) -> int:
 
 
 def _size(args: argparse.Namespace) -> int:
+    from gke_inference.workloads.kinds import KINDS, Deployment, deployment_for
     from gke_inference.workloads.sizing import size
     from gke_inference.workloads.spec import load_spec
 
     spec = load_spec(args.spec)
-    sizing = size(spec, devices=args.devices)
+    if args.devices is not None and KINDS[spec.kind].serves_model:
+        forced = size(spec, devices=args.devices)  # the shape asked for, not the smallest
+        deployment = Deployment(spec, forced, forced.compute_class)
+    else:
+        deployment = deployment_for(spec)  # ComfyUI: not sized, its one-device class
+    sizing = deployment.sizing
+    compute_class = deployment.compute_class
+    weights = _weights(deployment)
+    if sizing is None:
+        acc = spec.accelerator_info
+        shape = next(s for s in acc.shapes if s.count == 1)  # the one device of the class
+        machine_type, accelerator = shape.machine_type, acc.key
+    else:
+        machine_type, accelerator = sizing.shape.machine_type, sizing.accelerator.key
     if args.format == "json":
-        doc = {
+        doc: dict[str, Any] = {
             "workload": spec.name,
-            "accelerator": sizing.accelerator.key,
-            "machineType": sizing.shape.machine_type,
-            "computeClass": sizing.compute_class,
-            "tensorParallel": sizing.tensor_parallel,
-            "pipelineParallel": sizing.pipeline_parallel,
-            "weightsGiB": round(sizing.weights_gib, 2),
-            "kvCacheGiB": round(sizing.kv_cache_gib, 2),
-            "usableGiB": round(sizing.usable_gib, 2),
-            "vllmArgs": sizing.vllm_args(),
+            "kind": spec.kind,
+            "accelerator": accelerator,
+            "machineType": machine_type,
+            "computeClass": compute_class,
+            "devices": sizing.shape.count * sizing.pipeline_parallel if sizing else 1,
+            "tensorParallel": sizing.tensor_parallel if sizing else None,
+            "pipelineParallel": sizing.pipeline_parallel if sizing else None,
+            "weightsGiB": round(sizing.weights_gib, 2) if sizing else None,
+            "kvCacheGiB": round(sizing.kv_cache_gib, 2) if sizing else None,
+            "usableGiB": round(sizing.usable_gib, 2) if sizing else None,
+            "vllmArgs": sizing.vllm_args() if sizing else [],
+            "weights": weights,
         }
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
-    else:
+        return ExitCode.OK
+    if sizing is not None:
         sys.stdout.write(f"Sizing of {spec.name} ({spec.model.id if spec.model else ''})\n\n")
-        sys.stdout.write(sizing.table() + "\n\nvLLM arguments:\n  ")
-        sys.stdout.write("\n  ".join(sizing.vllm_args()) + "\n")
+        sys.stdout.write(sizing.table() + "\n")
+    else:
+        acc = spec.accelerator_info
+        rows = [
+            ("kind", f"{spec.kind} (not sized: one device per replica)"),
+            ("accelerator", f"{acc.display_name} ({acc.gke_label})"),
+            ("machine type", f"{machine_type} (1 per node)"),
+            ("compute class", compute_class),
+            ("devices per replica", "1"),
+        ]
+        width = max(len(k) for k, _ in rows)
+        sys.stdout.write(f"Shape of {spec.name} ({spec.kind})\n\n")
+        sys.stdout.write("\n".join(f"{k.ljust(width)}  {v}" for k, v in rows) + "\n")
+    sys.stdout.write(f"\nweights: {weights['location']}\n  {weights['note']}\n")
+    if sizing is not None:
+        sys.stdout.write("\nvLLM arguments:\n  " + "\n  ".join(sizing.vllm_args()) + "\n")
     return ExitCode.OK
+
+
+def _weights(deployment: Any) -> dict[str, Any]:
+    """Where the weights are expected and whether a download Job fetches them first."""
+    from gke_inference.workloads.model_download import needs_download, weights_location
+
+    spec = deployment.spec
+    if spec.model is None:  # ComfyUI: checkpoints under the model bucket's comfyui/ prefix
+        from gke_inference.workloads.comfyui import MODEL_PREFIX
+
+        return {
+            "location": f"gs://<modelBucket>/{MODEL_PREFIX}/",
+            "download": False,
+            "note": "checkpoints are staged by hand (mounted read-only at /models)",
+        }
+    download = needs_download(deployment)
+    location = weights_location(spec)
+    if spec.model.in_bucket:
+        note = "read from this bucket as is (a gs:// model is never downloaded)"
+    elif download:
+        token = spec.hugging_face_token_secret
+        how = f"with the token in secret {token}" if token else "anonymously (public model)"
+        note = f"a download Job copies {spec.model.id} from Hugging Face first, {how}"
+    else:
+        note = "no download Job: the weights must already be there (staged by hand)"
+    return {"location": location, "download": download, "note": note}
 
 
 def _add_policy_options(parser: argparse.ArgumentParser) -> None:

@@ -37,6 +37,7 @@ from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
 
 from gke_inference.core.components import child_options
 from gke_inference.inference.compute_classes import COMPUTE_CLASS_LABEL
+from gke_inference.workloads.lifecycle import user_env
 from gke_inference.workloads.platform_ref import PlatformRef
 from gke_inference.workloads.pods import (
     cluster_service,
@@ -155,6 +156,7 @@ class ComfyUI(pulumi.ComponentResource):
                 "--extra-model-paths-config=/config/extra_model_paths.yaml",
             ],
             env=[
+                *user_env(),  # the image may not know UID 10000 (getpass, torch caches)
                 k8s.core.v1.EnvVarArgs(name="HOME", value="/tmp"),
                 k8s.core.v1.EnvVarArgs(
                     name="LD_LIBRARY_PATH", value="/usr/local/nvidia/lib64:/usr/local/cuda/lib64"

@@ -3,6 +3,18 @@
 The gateway asks the EPP which replica should serve each request; the EPP
 scores replicas on the vLLM metrics it scrapes (queue depth, KV-cache use,
 prefix-cache affinity) instead of round-robin.
+
+Sized and wired as the upstream ``inferencepool`` Helm chart of the pinned
+EPP version (kubernetes-sigs/gateway-api-inference-extension v1.5.0,
+config/charts/inferencepool/values.yaml and config/charts/epplib/templates):
+4 CPU / 8Gi requested and a 16Gi memory limit (their scale-tested defaults; no
+CPU limit so scheduling spikes can burst), one replica with the Recreate
+strategy (the prefix-cache scorer is stateful), a 130 s grace period (the
+longest grace period of the pool's pods), and, because the EPP authenticates
+its metrics endpoint by default (``--metrics-endpoint-auth``, controller-runtime
+``WithAuthenticationAndAuthorization``), RBAC to create TokenReviews and
+SubjectAccessReviews plus a PodMonitoring that scrapes with a bearer token of a
+dedicated metrics-reader account (the chart's ``provider.name: gke`` templates).
 """
 
 from __future__ import annotations
@@ -18,6 +30,12 @@ EPP_IMAGE = "gateway-api-inference-extension/epp:v1.5.0"  # on registry.k8s.io
 EPP_GRPC_PORT = 9002
 EPP_HEALTH_PORT = 9003
 EPP_METRICS_PORT = 9090
+EPP_RESOURCES = {"requests": {"cpu": "4", "memory": "8Gi"}, "limits": {"memory": "16Gi"}}
+EPP_GRACE_SECONDS = 130
+EPP_LOG_VERBOSITY = 1  # the chart's default flags.v
+METRICS_INTERVAL = "10s"  # the chart's monitoring.interval
+# Managed Prometheus runs its collectors here (gke-gmp-system on Autopilot).
+GMP_NAMESPACE = {"standard": "gmp-system", "autopilot": "gke-gmp-system"}
 
 
 class InferencePoolRouting:
@@ -32,6 +50,7 @@ class InferencePoolRouting:
         labels: dict[str, str],
         opts: pulumi.ResourceOptions,
         image: str,
+        mode: str = "standard",
     ) -> None:
         self.pool_name = workload
         epp = f"{workload}-epp"
@@ -70,6 +89,39 @@ class InferencePoolRouting:
             ],
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[role])),
         )
+        # Cluster-scoped names must be unique across namespaces.
+        cluster_name = pulumi.Output.concat(namespace, "-", epp)
+        auth = k8s.rbac.v1.ClusterRole(
+            f"{name}-epp-auth",
+            metadata=ObjectMetaArgs(name=pulumi.Output.concat(cluster_name, "-auth")),
+            rules=[
+                k8s.rbac.v1.PolicyRuleArgs(
+                    api_groups=["authentication.k8s.io"],
+                    resources=["tokenreviews"],
+                    verbs=["create"],
+                ),
+                k8s.rbac.v1.PolicyRuleArgs(
+                    api_groups=["authorization.k8s.io"],
+                    resources=["subjectaccessreviews"],
+                    verbs=["create"],
+                ),
+            ],
+            opts=opts,
+        )
+        k8s.rbac.v1.ClusterRoleBinding(
+            f"{name}-epp-auth-binding",
+            metadata=ObjectMetaArgs(name=pulumi.Output.concat(cluster_name, "-auth")),
+            role_ref=k8s.rbac.v1.RoleRefArgs(
+                api_group="rbac.authorization.k8s.io",
+                kind="ClusterRole",
+                name=pulumi.Output.concat(cluster_name, "-auth"),
+            ),
+            subjects=[
+                k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=epp, namespace=namespace)
+            ],
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[auth])),
+        )
+        self._metrics_reader(name, epp, namespace, cluster_name, epp_labels, mode, opts)
         grpc_health = k8s.core.v1.GRPCActionArgs(
             port=EPP_HEALTH_PORT, service="inference-extension"
         )
@@ -78,12 +130,15 @@ class InferencePoolRouting:
             metadata=ObjectMetaArgs(name=epp, namespace=namespace, labels=epp_labels),
             spec=k8s.apps.v1.DeploymentSpecArgs(
                 replicas=1,
+                # One active picker: Recreate lets the new one take over at once.
+                strategy=k8s.apps.v1.DeploymentStrategyArgs(type="Recreate"),
                 selector=LabelSelectorArgs(match_labels={"app.kubernetes.io/name": epp}),
                 template=k8s.core.v1.PodTemplateSpecArgs(
                     metadata=ObjectMetaArgs(labels=epp_labels),
                     spec=k8s.core.v1.PodSpecArgs(
                         service_account_name=epp,
                         priority_class_name="high",
+                        termination_grace_period_seconds=EPP_GRACE_SECONDS,
                         security_context=pod_security(),
                         containers=[
                             k8s.core.v1.ContainerArgs(
@@ -92,8 +147,29 @@ class InferencePoolRouting:
                                 args=[
                                     f"--pool-name={workload}",
                                     pulumi.Output.concat("--pool-namespace=", namespace),
+                                    f"--pool-group={POOL_GROUP}",
                                     "--zap-encoder=json",
-                                    "--v=2",
+                                    f"--v={EPP_LOG_VERBOSITY}",
+                                    # No OTLP collector here; the EPP traces by default.
+                                    "--tracing=false",
+                                ],
+                                env=[
+                                    k8s.core.v1.EnvVarArgs(
+                                        name="NAMESPACE",
+                                        value_from=k8s.core.v1.EnvVarSourceArgs(
+                                            field_ref=k8s.core.v1.ObjectFieldSelectorArgs(
+                                                field_path="metadata.namespace"
+                                            )
+                                        ),
+                                    ),
+                                    k8s.core.v1.EnvVarArgs(
+                                        name="POD_NAME",
+                                        value_from=k8s.core.v1.EnvVarSourceArgs(
+                                            field_ref=k8s.core.v1.ObjectFieldSelectorArgs(
+                                                field_path="metadata.name"
+                                            )
+                                        ),
+                                    ),
                                 ],
                                 ports=[
                                     k8s.core.v1.ContainerPortArgs(
@@ -107,14 +183,14 @@ class InferencePoolRouting:
                                     ),
                                 ],
                                 resources=k8s.core.v1.ResourceRequirementsArgs(
-                                    requests={"cpu": "500m", "memory": "512Mi"},
-                                    limits={"memory": "1Gi"},
+                                    requests=EPP_RESOURCES["requests"],
+                                    limits=EPP_RESOURCES["limits"],
                                 ),
                                 readiness_probe=k8s.core.v1.ProbeArgs(
-                                    grpc=grpc_health, period_seconds=5
+                                    grpc=grpc_health, period_seconds=2
                                 ),
                                 liveness_probe=k8s.core.v1.ProbeArgs(
-                                    grpc=grpc_health, period_seconds=10
+                                    grpc=grpc_health, initial_delay_seconds=5, period_seconds=10
                                 ),
                                 security_context=container_security(),
                             )
@@ -151,6 +227,106 @@ class InferencePoolRouting:
                     "port": {"number": EPP_GRPC_PORT},
                     "failureMode": "FailOpen",
                 },
+            },
+            opts=opts,
+        )
+
+    def _metrics_reader(
+        self,
+        name: str,
+        epp: str,
+        namespace: pulumi.Input[str],
+        cluster_name: pulumi.Output[str],
+        epp_labels: dict[str, str],
+        mode: str,
+        opts: pulumi.ResourceOptions,
+    ) -> None:
+        """PodMonitoring of the EPP's authenticated /metrics, as the chart's gke provider."""
+        reader = f"{epp}-metrics-reader"
+        token_secret = f"{reader}-token"
+        k8s.core.v1.ServiceAccount(
+            f"{name}-epp-metrics-reader",
+            metadata=ObjectMetaArgs(name=reader, namespace=namespace),
+            automount_service_account_token=False,
+            opts=opts,
+        )
+        k8s.core.v1.Secret(
+            f"{name}-epp-metrics-token",
+            metadata=ObjectMetaArgs(
+                name=token_secret,
+                namespace=namespace,
+                labels=epp_labels,
+                annotations={"kubernetes.io/service-account.name": reader},
+            ),
+            type="kubernetes.io/service-account-token",
+            opts=opts,
+        )
+        role_name = pulumi.Output.concat(cluster_name, "-metrics-reader")
+        metrics_role = k8s.rbac.v1.ClusterRole(
+            f"{name}-epp-metrics-role",
+            metadata=ObjectMetaArgs(name=role_name),
+            rules=[k8s.rbac.v1.PolicyRuleArgs(non_resource_urls=["/metrics"], verbs=["get"])],
+            opts=opts,
+        )
+        k8s.rbac.v1.ClusterRoleBinding(
+            f"{name}-epp-metrics-binding",
+            metadata=ObjectMetaArgs(name=role_name),
+            role_ref=k8s.rbac.v1.RoleRefArgs(
+                api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=role_name
+            ),
+            subjects=[
+                k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=reader, namespace=namespace)
+            ],
+            opts=pulumi.ResourceOptions.merge(
+                opts, pulumi.ResourceOptions(depends_on=[metrics_role])
+            ),
+        )
+        secret_role = k8s.rbac.v1.Role(
+            f"{name}-epp-metrics-secret-read",
+            metadata=ObjectMetaArgs(name=f"{reader}-secret-read", namespace=namespace),
+            rules=[
+                k8s.rbac.v1.PolicyRuleArgs(
+                    api_groups=[""],
+                    resources=["secrets"],
+                    resource_names=[token_secret],
+                    verbs=["get", "list", "watch"],
+                )
+            ],
+            opts=opts,
+        )
+        gmp = GMP_NAMESPACE[mode]
+        k8s.rbac.v1.RoleBinding(
+            f"{name}-epp-metrics-collector",
+            metadata=ObjectMetaArgs(name=f"{gmp}-collector-{reader}", namespace=namespace),
+            role_ref=k8s.rbac.v1.RoleRefArgs(
+                api_group="rbac.authorization.k8s.io", kind="Role", name=f"{reader}-secret-read"
+            ),
+            subjects=[
+                k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name="collector", namespace=gmp)
+            ],
+            opts=pulumi.ResourceOptions.merge(
+                opts, pulumi.ResourceOptions(depends_on=[secret_role])
+            ),
+        )
+        k8s.apiextensions.CustomResource(
+            f"{name}-epp-metrics",
+            api_version="monitoring.googleapis.com/v1",
+            kind="PodMonitoring",
+            metadata=ObjectMetaArgs(name=epp, namespace=namespace, labels=epp_labels),
+            spec={
+                "selector": {"matchLabels": {"app.kubernetes.io/name": epp}},
+                "endpoints": [
+                    {
+                        "port": "metrics",
+                        "scheme": "http",
+                        "path": "/metrics",
+                        "interval": METRICS_INTERVAL,
+                        "authorization": {
+                            "type": "Bearer",
+                            "credentials": {"secret": {"name": token_secret, "key": "token"}},
+                        },
+                    }
+                ],
             },
             opts=opts,
         )

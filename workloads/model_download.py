@@ -18,14 +18,20 @@ The pod runs three steps, each as non-root with a read-only root filesystem:
    ``config.json`` goes last and the marker after it, so a half-finished copy
    is never taken for a complete one.
 
-When the workload stack creates it: the model is a Hugging Face id *and* the
-spec names ``huggingFaceTokenSecret``. Without a token secret there is no
-download and the weights must already be in the bucket (staged once by the
-platform team, or by any earlier workload with a token): an anonymous download
-fails for gated models (Gemma, Llama) and would then block every ``pulumi up``
-of a workload that worked before, and anonymous Hub downloads are rate-limited.
-A public model only needs a token secret holding any valid read token. The
-component itself also runs without a token (``TOKEN_SECRET`` empty).
+When the workload stack creates it (:func:`needs_download`): the kind serves
+a model, the model is a Hugging Face id (a ``gs://`` model is read where it is,
+never downloaded), and ``model.download`` says so:
+
+- unset (None): download iff the spec names ``huggingFaceTokenSecret``. Without
+  a token the weights must already be in the bucket (staged once by the
+  platform team, or by any earlier workload with a token): an anonymous
+  download fails for gated models (Gemma, Llama) and would then block every
+  ``pulumi up`` of a workload that worked before.
+- true: download, with the token when one is named, anonymously otherwise
+  (public models; anonymous Hub downloads are rate-limited). An anonymous Job
+  has no Secret Manager grant, no secret volume and no ``TOKEN_SECRET``;
+  ``huggingface_hub`` gets ``token=False`` and never looks for a token.
+- false: never; the weights are staged by hand.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ from gke_inference.core.components import child_options
 from gke_inference.inference.workload_identity import ksa_principal
 from gke_inference.platform.identity import project_number
 from gke_inference.workloads.kinds import Deployment
+from gke_inference.workloads.lifecycle import user_env
 from gke_inference.workloads.platform_ref import PlatformRef
 from gke_inference.workloads.pods import (
     container_security,
@@ -73,7 +80,7 @@ BACKOFF_LIMIT = 2
 TTL_AFTER_FINISHED_SECONDS = 86_400  # keep the finished pod's logs for a day
 SECRET_ACCESSOR = "roles/secretmanager.secretAccessor"
 
-_PREPARE = f"""set -eu
+_SKIP_IF_PRESENT = f"""set -eu
 dest="gs://$MODEL_BUCKET/$MODEL_PATH"
 marker="$(gcloud storage cat "$dest/{MARKER}" 2>/dev/null || true)"
 if [ "$marker" = "$MODEL_REVISION" ]; then
@@ -82,39 +89,57 @@ fi
 if [ -z "$marker" ] && gcloud storage ls "$dest/config.json" >/dev/null 2>&1; then
   echo "$dest holds a model staged without this job; leaving it as is"; touch /work/skip; exit 0
 fi
-if [ -n "${{TOKEN_SECRET:-}}" ]; then
-  gcloud secrets versions access latest --secret="$TOKEN_SECRET" --project="$PROJECT_ID" \\
-    --out-file=/secrets/hf-token --quiet
-  echo "read the Hugging Face token from secret $TOKEN_SECRET"
-else
-  echo "no huggingFaceTokenSecret: downloading anonymously (public models only)"
-fi
 """
 
-_DOWNLOAD = f"""set -eu
+_READ_TOKEN = """gcloud secrets versions access latest --secret="$TOKEN_SECRET" --project="$PROJECT_ID" \\
+  --out-file=/secrets/hf-token --quiet
+echo "read the Hugging Face token from secret $TOKEN_SECRET"
+"""
+
+_ANONYMOUS = """echo "no huggingFaceTokenSecret: downloading anonymously (public models only)"
+"""
+
+# With a token secret the token is read from the memory volume; without one,
+# token=False: huggingface_hub sends no token and does not look for a stored one.
+_TOKEN_FROM_FILE = 'open("/secrets/hf-token").read().strip()'
+_NO_TOKEN = "False"
+
+
+def _download_script(token_expression: str, hint: str) -> str:
+    return f"""set -eu
 if [ -e /work/skip ]; then exit 0; fi
 python -m venv /tmp/venv
 /tmp/venv/bin/pip install --quiet --no-cache-dir "huggingface_hub=={HUGGINGFACE_HUB_VERSION}"
 exec /tmp/venv/bin/python - <<'EOF'
 import os, sys
 from huggingface_hub import snapshot_download
-token_file = "/secrets/hf-token"
-token = open(token_file).read().strip() if os.path.exists(token_file) else None
 try:
     path = snapshot_download(
         repo_id=os.environ["MODEL_ID"],
         revision=os.environ["MODEL_REVISION"],
         local_dir="/work/model",
-        token=token or False,
+        token={token_expression},
         ignore_patterns=["original/*", "*.pth"],
         max_workers=16,
     )
 except Exception as exc:
     sys.exit(f"download of {{os.environ['MODEL_ID']}} failed: {{type(exc).__name__}}: {{exc}} "
-             "(gated models need huggingFaceTokenSecret)")
+             "({hint})")
 print("downloaded to", path)
 EOF
 """
+
+
+def prepare_script(with_token: bool) -> str:
+    """Skip when the bucket holds the model; with a token, read it from Secret Manager."""
+    return _SKIP_IF_PRESENT + (_READ_TOKEN if with_token else _ANONYMOUS)
+
+
+def download_script(with_token: bool) -> str:
+    if with_token:
+        return _download_script(_TOKEN_FROM_FILE, "does the token have access to this model?")
+    return _download_script(_NO_TOKEN, "gated models need huggingFaceTokenSecret")
+
 
 _UPLOAD = f"""set -eu
 if [ -e /work/skip ]; then exit 0; fi
@@ -136,18 +161,32 @@ class ModelDownloadArgs:
 
 
 def needs_download(deployment: Deployment) -> bool:
-    """Model-serving workloads with a Hugging Face id (not gs://) and a token secret."""
+    """Whether a download Job runs before the server (see the module docstring)."""
     spec = deployment.spec
-    return (
-        deployment.kind.serves_model
-        and spec.model is not None
-        and not spec.model.in_bucket
-        and spec.hugging_face_token_secret is not None
-    )
+    model = spec.model
+    if not deployment.kind.serves_model or model is None or model.in_bucket:
+        return False
+    if model.download is None:
+        return spec.hugging_face_token_secret is not None
+    return model.download
+
+
+def weights_location(spec: WorkloadSpec, bucket: str = "<modelBucket>") -> str | None:
+    """Where the server reads the weights: ``gs://<bucket>/<path>`` in the platform's model
+    bucket (a platform stack output) for a Hugging Face id, the URI itself for ``gs://``."""
+    if spec.model is None:
+        return None
+    if spec.model.in_bucket:
+        return spec.model.id
+    return f"gs://{bucket}/{spec.model.bucket_path}"
 
 
 def checkpoint_gib(spec: WorkloadSpec, sizing: Sizing) -> float:
-    """Size of the checkpoint on the Hub: assume 16-bit weights (quantization may happen at load)."""
+    """Size of the checkpoint on the Hub: the served weights when the checkpoint is
+    pre-quantized, else 16-bit weights (vLLM quantizes them while loading)."""
+    assert spec.model is not None
+    if spec.model.prequantized:
+        return sizing.weights_gib
     return sizing.weights_gib * 2 / BYTES_PER_PARAMETER[spec.precision]
 
 
@@ -186,18 +225,20 @@ class ModelDownload(pulumi.ComponentResource):
         size_gib = checkpoint_gib(spec, sizing)
         volume_gib = math.ceil(size_gib * 1.1) + 10
         deadline = 3600 + 60 * math.ceil(size_gib)  # ~1 min per GiB down and up, plus setup
+        with_token = secret is not None
         env = [
             EnvVarArgs(name="MODEL_ID", value=spec.model.id),
             EnvVarArgs(name="MODEL_REVISION", value=spec.model.revision or "main"),
             EnvVarArgs(name="MODEL_BUCKET", value=platform.model_bucket),
             EnvVarArgs(name="MODEL_PATH", value=spec.model.bucket_path),
             EnvVarArgs(name="PROJECT_ID", value=platform.project_id),
-            EnvVarArgs(name="TOKEN_SECRET", value=secret or ""),
+            *([EnvVarArgs(name="TOKEN_SECRET", value=secret)] if secret else []),
             EnvVarArgs(name="HOME", value="/tmp/home"),
             EnvVarArgs(name="CLOUDSDK_CONFIG", value="/tmp/gcloud"),
             EnvVarArgs(name="HF_HOME", value="/tmp/hf"),
             EnvVarArgs(name="HF_HUB_DISABLE_TELEMETRY", value="1"),
             EnvVarArgs(name="PIP_DISABLE_PIP_VERSION_CHECK", value="1"),
+            *user_env(),  # python:slim has no passwd entry for the uid the Job runs as
         ]
         mounts = [
             VolumeMountArgs(name="tmp", mount_path="/tmp"),
@@ -217,7 +258,10 @@ class ModelDownload(pulumi.ComponentResource):
                     requests={"cpu": str(cpu), "memory": memory}, limits={"memory": memory}
                 ),
                 security_context=container_security(),
-                volume_mounts=[*mounts, *([secret_mount] if step_name != "upload" else [])],
+                volume_mounts=[
+                    *mounts,
+                    *([secret_mount] if with_token and step_name != "upload" else []),
+                ],
             )
 
         self.job_name = account_name
@@ -243,11 +287,11 @@ class ModelDownload(pulumi.ComponentResource):
                         restart_policy="Never",
                         security_context=pod_security(),
                         init_containers=[
-                            step("prepare", cloud_sdk, _PREPARE, 1, "512Mi"),
+                            step("prepare", cloud_sdk, prepare_script(with_token), 1, "512Mi"),
                             step(
                                 "download",
                                 remote_image(platform, PYTHON_IMAGE),
-                                _DOWNLOAD,
+                                download_script(with_token),
                                 4,
                                 "8Gi",
                             ),
@@ -257,11 +301,17 @@ class ModelDownload(pulumi.ComponentResource):
                             VolumeArgs(
                                 name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs()
                             ),
-                            VolumeArgs(
-                                name="secrets",
-                                empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(
-                                    medium="Memory", size_limit="1Mi"
-                                ),
+                            *(
+                                [
+                                    VolumeArgs(
+                                        name="secrets",
+                                        empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(
+                                            medium="Memory", size_limit="1Mi"
+                                        ),
+                                    )
+                                ]
+                                if with_token
+                                else []
                             ),
                             VolumeArgs(
                                 name="work",
