@@ -195,3 +195,13 @@ def test_the_download_disk_follows_the_checkpoint_not_the_served_precision() -> 
     # A bf16 checkpoint quantized while loading is 4x the int4 weights; an AWQ
     # checkpoint already is the int4 weights.
     assert gib(prequantized=False) == pytest.approx(4 * gib(prequantized=True))
+
+
+def test_the_plan_says_where_it_expects_the_weights(tmp_path: Path) -> None:
+    staged = plan_of(tmp_path, gemma(download=False))
+    assert (
+        staged.outputs["weights"] == "gs://acme-inference-dev-inf-dev-models/google/gemma-3-1b-it"
+    )
+    assert staged.outputs["downloadsWeights"] is False
+    other = plan_of(tmp_path, gemma(id="gs://other-team-models/gemma/3-1b"))
+    assert other.outputs["weights"] == "gs://other-team-models/gemma/3-1b"

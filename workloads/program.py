@@ -14,7 +14,11 @@ import pulumi
 
 from gke_inference.platform.kubeconfig import kubernetes_provider
 from gke_inference.workloads.kinds import Deployment, require_deployable_in
-from gke_inference.workloads.model_download import model_download_for
+from gke_inference.workloads.model_download import (
+    model_download_for,
+    needs_download,
+    weights_location,
+)
 from gke_inference.workloads.platform_ref import PlatformRef, read_platform
 
 
@@ -53,6 +57,10 @@ def workload_program(
         pulumi.export("kind", spec.kind)
         pulumi.export("environment", environment)
         pulumi.export("namespace", platform.workload_namespace)
+        weights = weights_location(spec, platform.model_bucket)
+        if weights is not None:  # where the server reads them (a download Job may fetch them)
+            pulumi.export("weights", weights)
+            pulumi.export("downloadsWeights", needs_download(deployment))
         if sizing is not None:
             pulumi.export("computeClass", sizing.compute_class)
             pulumi.export("tensorParallel", sizing.tensor_parallel)
