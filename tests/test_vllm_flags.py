@@ -34,17 +34,8 @@ from gke_inference.workloads.vllm_server import (
     server_version,
     table,
 )
+from tests.support.examples import EXAMPLE_STACKS, EXAMPLES, REPO
 
-REPO = Path(__file__).resolve().parents[1]
-EXAMPLES = REPO / "workloads" / "examples"
-EXAMPLE_STACKS = {
-    "gemma-3-1b-l4.yaml": "dev",
-    "llama-3-3-70b-h100.yaml": "prod",
-    "qwen3-32b-tpu-v6e.yaml": "prod",
-    "batch-llama-8b-l4.yaml": "dev",
-    "streaming-gemma-l4.yaml": "dev",
-    "comfyui-l4.yaml": "dev",
-}
 VLLM_ENTRYPOINT = "vllm.entrypoints.openai.api_server"
 
 

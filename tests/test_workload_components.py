@@ -21,18 +21,7 @@ from gke_inference.offline.policy_check import check_plan
 from gke_inference.offline.recording import FAKE_PROJECT_NUMBER, Plan, RecordedResource
 from gke_inference.workloads.sizing import size
 from gke_inference.workloads.spec import load_spec
-
-REPO = Path(__file__).resolve().parents[1]
-EXAMPLES = REPO / "workloads" / "examples"
-# Environment each example is planned in: the one that enables its compute class.
-EXAMPLE_STACKS = {
-    "gemma-3-1b-l4.yaml": "dev",
-    "llama-3-3-70b-h100.yaml": "prod",
-    "qwen3-32b-tpu-v6e.yaml": "prod",
-    "batch-llama-8b-l4.yaml": "dev",
-    "streaming-gemma-l4.yaml": "dev",
-    "comfyui-l4.yaml": "dev",
-}
+from tests.support.examples import EXAMPLE_STACKS, EXAMPLES, REPO
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 JOB = "kubernetes:batch/v1:Job"

@@ -30,16 +30,11 @@ from gke_inference.workloads.platform_ref import PlatformRef
 from gke_inference.workloads.pods import (
     SERVER_PORT,
     WORKER_UID,
+    ModelServer,
     container_security,
     fuse_volume,
-    model_server_pod,
-    server_image,
-    server_labels,
-    service_account_with_bucket_access,
-    serving_buckets,
     vllm_container,
     worker_image,
-    xla_cache_prefix,
 )
 from gke_inference.workloads.sizing import Sizing, startup_seconds
 from gke_inference.workloads.spec import WorkloadSpec
@@ -86,26 +81,18 @@ class BatchInference(pulumi.ComponentResource):
         k8s_opts = child_options(self, opts)
         namespace = platform.workload_namespace
         workload = spec.name
-        image, tag = server_image(spec, platform)
-        labels = server_labels(workload, "batch", tag)
+        model_server = ModelServer.of(spec, sizing, platform)
+        labels = model_server.labels
         input_bucket, input_prefix = split_gcs(batch.input)
         output_bucket, output_prefix = split_gcs(batch.output)
 
-        account = service_account_with_bucket_access(
-            name,
-            workload,
-            platform,
-            [*serving_buckets(platform, sizing), (input_bucket, "read"), (output_bucket, "write")],
-            self,
-            k8s_opts,
-            write_prefix=(
-                (platform.model_bucket, xla_cache_prefix(sizing, tag))
-                if sizing.accelerator.kind == "tpu"
-                else None
-            ),
+        account = model_server.service_account(
+            name, self, k8s_opts, [(input_bucket, "read"), (output_bucket, "write")]
         )
         # Only the worker beside it calls the server: no endpoints to wait out.
-        server = as_native_sidecar(vllm_container(sizing, image, propagation_seconds=0))
+        server = as_native_sidecar(
+            vllm_container(sizing, model_server.image, propagation_seconds=0)
+        )
         worker = ContainerArgs(
             name="worker",
             image=worker_image(platform, batch.worker_image),
@@ -170,16 +157,10 @@ class BatchInference(pulumi.ComponentResource):
                         ),
                     ]
                 ),
-                template=model_server_pod(
-                    workload,
-                    labels,
-                    sizing,
-                    platform,
-                    image,
+                template=model_server.pod(
                     containers=[worker],
                     sidecars=[server],
                     restart_policy="Never",
-                    vllm_version=tag,
                     termination_grace_seconds=grace_period_seconds(propagation_seconds=0),
                     volumes=[
                         fuse_volume("input", input_bucket, only_dir=input_prefix, read_only=True),

@@ -13,16 +13,11 @@ from gke_inference.workloads.autoscaling import autoscale, serving_min_available
 from gke_inference.workloads.platform_ref import PlatformRef
 from gke_inference.workloads.pods import (
     SERVER_PORT,
+    ModelServer,
     cluster_service,
-    model_server_pod,
     remote_image,
-    server_image,
-    server_labels,
-    service_account_with_bucket_access,
     service_url,
-    serving_buckets,
     vllm_container,
-    xla_cache_prefix,
 )
 from gke_inference.workloads.routing import expose_on_gateway
 from gke_inference.workloads.sizing import Sizing
@@ -49,23 +44,11 @@ class OnlineInference(pulumi.ComponentResource):
         k8s_opts = child_options(self, opts)
         namespace = platform.workload_namespace
         workload = spec.name
-        image, tag = server_image(spec, platform)
-        labels = server_labels(workload, "online", tag)
+        server = ModelServer.of(spec, sizing, platform)
+        labels = server.labels
         selector = {"app.kubernetes.io/name": workload}
 
-        account = service_account_with_bucket_access(
-            name,
-            workload,
-            platform,
-            serving_buckets(platform, sizing),
-            self,
-            k8s_opts,
-            write_prefix=(
-                (platform.model_bucket, xla_cache_prefix(sizing, tag))
-                if sizing.accelerator.kind == "tpu"
-                else None
-            ),
-        )
+        account = server.service_account(name, self, k8s_opts)
         deployment = k8s.apps.v1.Deployment(
             f"{name}-server",
             metadata=ObjectMetaArgs(name=workload, namespace=namespace, labels=labels),
@@ -79,15 +62,9 @@ class OnlineInference(pulumi.ComponentResource):
                     ),
                 ),
                 progress_deadline_seconds=3600,
-                template=model_server_pod(
-                    workload,
-                    labels,
-                    sizing,
-                    platform,
-                    image,
-                    containers=[vllm_container(sizing, image)],
+                template=server.pod(
+                    containers=[vllm_container(sizing, server.image)],
                     priority_class_name="high",
-                    vllm_version=tag,
                 ),
             ),
             opts=child_options(self, opts, depends_on=[account]),

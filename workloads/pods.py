@@ -21,6 +21,8 @@ What the node does with it (rehearsed by tests/test_runtime_*.py):
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -384,6 +386,63 @@ def prefetch_sidecar(image: pulumi.Input[str], sizing: Sizing) -> ContainerArgs:
         security_context=container_security(),
         volume_mounts=[VolumeMountArgs(name="model", mount_path=MODEL_MOUNT, read_only=True)],
     )
+
+
+@dataclass(frozen=True)
+class ModelServer:
+    """One workload's vLLM server: its image, labels, identity and pod, built one way
+    for every kind that serves a model."""
+
+    workload: str
+    kind: str
+    sizing: Sizing
+    platform: PlatformRef
+    image: str
+    tag: str  # the vLLM version, from the image tag
+
+    @classmethod
+    def of(cls, spec: WorkloadSpec, sizing: Sizing, platform: PlatformRef) -> ModelServer:
+        image, tag = server_image(spec, platform)
+        return cls(spec.name, spec.kind, sizing, platform, image, tag)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return server_labels(self.workload, self.kind, self.tag)
+
+    def service_account(
+        self,
+        name: str,
+        parent: pulumi.Resource,
+        opts: pulumi.ResourceOptions,
+        extra_buckets: list[tuple[pulumi.Input[str], str]] | None = None,
+    ) -> k8s.core.v1.ServiceAccount:
+        """Read the weights (and ``extra_buckets``); on TPUs write the XLA cache prefix."""
+        sizing, platform = self.sizing, self.platform
+        return service_account_with_bucket_access(
+            name,
+            self.workload,
+            platform,
+            [*serving_buckets(platform, sizing), *(extra_buckets or [])],
+            parent,
+            opts,
+            write_prefix=(
+                (platform.model_bucket, xla_cache_prefix(sizing, self.tag))
+                if sizing.accelerator.kind == "tpu"
+                else None
+            ),
+        )
+
+    def pod(self, **options: Any) -> k8s.core.v1.PodTemplateSpecArgs:
+        """:func:`model_server_pod` of this server (``options`` as it takes them)."""
+        return model_server_pod(
+            self.workload,
+            self.labels,
+            self.sizing,
+            self.platform,
+            self.image,
+            vllm_version=self.tag,
+            **options,
+        )
 
 
 def model_server_pod(
