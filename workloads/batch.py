@@ -32,12 +32,14 @@ from gke_inference.workloads.pods import (
     WORKER_UID,
     ModelServer,
     container_security,
-    fuse_volume,
     vllm_container,
     worker_image,
 )
 from gke_inference.workloads.sizing import Sizing, startup_seconds
 from gke_inference.workloads.spec import WorkloadSpec
+from gke_inference.workloads.storage import (
+    fuse_volume,
+)
 
 INPUT_DIR = "/data/input"
 OUTPUT_DIR = "/data/output"

@@ -42,17 +42,19 @@ from gke_inference.workloads.platform_ref import PlatformRef
 from gke_inference.workloads.pods import (
     cluster_service,
     container_security,
-    fuse_annotations,
-    fuse_volume,
     gcp_labels,
     labels_for,
     pod_security,
-    scratch_volumes,
-    service_account_with_bucket_access,
     service_url,
 )
 from gke_inference.workloads.routing import expose_on_gateway
 from gke_inference.workloads.spec import WorkloadSpec
+from gke_inference.workloads.storage import (
+    fuse_annotations,
+    fuse_volume,
+    scratch_volumes,
+    service_account_with_bucket_access,
+)
 
 RUN_AS = 10000
 MODEL_PREFIX = "comfyui"

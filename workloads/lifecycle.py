@@ -18,6 +18,10 @@ from __future__ import annotations
 import pulumi_kubernetes as k8s
 from pulumi_kubernetes.core.v1 import EnvVarArgs
 
+# The uid vLLM servers (and their sidecars) run as; the images have no passwd
+# entry for it.
+RUN_AS = 1000
+
 # The name getpass.getuser() returns in containers whose uid the image does
 # not know (it reads LOGNAME, USER, LNAME, USERNAME, then the passwd database).
 CONTAINER_USER = "inference"

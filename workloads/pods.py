@@ -1,21 +1,17 @@
 """Pod building blocks every model-serving workload shares.
 
-Model weights come from the model's bucket (the platform's, or the one a
-``gs://`` id names) through the Cloud Storage FUSE CSI driver, tuned for large
-sequential reads; the model's folder is the mount root (``only-dir``), so the
-server reads ``/models/config.json``. A native sidecar warms the file cache
-while the server starts. Containers run as non-root, without privilege
-escalation, with a read-only root filesystem; accelerators are requested with
-requests = limits and scheduled through the sized compute class.
+Containers run as non-root, without privilege escalation, with a read-only
+root filesystem; accelerators are requested with requests = limits and
+scheduled through the sized compute class; a native sidecar warms the FUSE
+file cache while the server starts. :class:`ModelServer` puts them together
+for every kind that serves a model.
 
 What the node does with it (rehearsed by tests/test_runtime_*.py):
 
+- Weights, data and the XLA cache in Cloud Storage, and the grants to read
+  and write them: :mod:`gke_inference.workloads.storage`.
 - User names for uids the images do not know, and the servers' preStop
   drain: :mod:`gke_inference.workloads.lifecycle`.
-- TPU pods keep vLLM's XLA compilation cache in the platform model bucket
-  (``xla-cache/<model>/<vllm>/<topology>``, read-write FUSE, write granted on
-  that prefix only), so only the first pod of a model, version and topology
-  compiles from scratch.
 """
 
 from __future__ import annotations
@@ -26,7 +22,6 @@ from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
-from pulumi_gcp import storage
 from pulumi_kubernetes.core.v1 import (
     ContainerArgs,
     ContainerPortArgs,
@@ -42,11 +37,9 @@ from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 from gke_inference.core.settings import UPSTREAM_HOSTS, Upstream
 from gke_inference.inference.cluster_addons import MODEL_SERVER_LABEL
 from gke_inference.inference.compute_classes import COMPUTE_CLASS_LABEL
-from gke_inference.inference.model_storage import BUCKET_ROLES, grant_bucket_access
-from gke_inference.inference.workload_identity import ksa_principal
-from gke_inference.platform.identity import project_number
 from gke_inference.workloads.lifecycle import (
     DRAIN_PROPAGATION_SECONDS,
+    RUN_AS,
     drain_hook,
     grace_period_seconds,
     user_env,
@@ -55,31 +48,24 @@ from gke_inference.workloads.platform_ref import PlatformRef
 from gke_inference.workloads.sizing import (
     MODEL_MOUNT,
     XLA_CACHE_MOUNT,
-    XLA_CACHE_PREFIX,
     Sizing,
     startup_seconds,
 )
 from gke_inference.workloads.spec import WorkloadSpec
+from gke_inference.workloads.storage import (
+    fuse_annotations,
+    model_volume,
+    scratch_volumes,
+    service_account_with_bucket_access,
+    serving_buckets,
+    xla_cache_prefix,
+    xla_cache_volume,
+)
 from gke_inference.workloads.vllm_server import VLLM_IMAGES, image_tag
 
 SERVER_PORT = 8000
-RUN_AS = 1000
 VLLM_VERSION_LABEL = "gke-inference/vllm-version"
 
-# Cloud Storage FUSE options for read-mostly model weights: cache metadata and
-# file contents without expiry (weights never change under a path), read
-# ranges into the cache, and download files with parallel streams.
-FUSE_MOUNT_OPTIONS = (
-    "implicit-dirs",
-    "metadata-cache:ttl-secs:-1",
-    "metadata-cache:stat-cache-max-size-mb:-1",
-    "metadata-cache:type-cache-max-size-mb:-1",
-    "metadata-cache:negative-ttl-secs:0",
-    "file-cache:max-size-mb:-1",
-    "file-cache:cache-file-for-range-read:true",
-    "file-cache:enable-parallel-downloads:true",
-    "file-system:kernel-list-cache-ttl-secs:-1",
-)
 PREFETCH_PARALLELISM = 16
 
 
@@ -120,84 +106,6 @@ def remote_image(platform: PlatformRef, image: str, upstream: Upstream = "docker
     return f"{remote}/{image}" if remote else f"{UPSTREAM_HOSTS[upstream]}/{image}"
 
 
-def fuse_annotations() -> dict[str, str]:
-    # Let the GCS FUSE sidecar use what it needs: limits of 0 mean unbounded.
-    return {
-        "gke-gcsfuse/volumes": "true",
-        "gke-gcsfuse/cpu-limit": "0",
-        "gke-gcsfuse/memory-limit": "0",
-        "gke-gcsfuse/ephemeral-storage-limit": "0",
-    }
-
-
-def fuse_volume(
-    name: str,
-    bucket: pulumi.Input[str],
-    *,
-    only_dir: str = "",
-    read_only: bool,
-    uid: int = RUN_AS,
-    cached: bool = False,
-) -> VolumeArgs:
-    """A Cloud Storage FUSE mount of ``bucket`` (of its ``only_dir`` prefix, when given).
-
-    ``cached``: model weights, read-mostly (FUSE_MOUNT_OPTIONS); otherwise each
-    file is read once (data, outputs) and no cache is worth its memory. A
-    writable mount is owned by ``uid``.
-    """
-    options = list(FUSE_MOUNT_OPTIONS if cached else ("implicit-dirs",))
-    if only_dir:
-        options.append(f"only-dir:{only_dir}")
-    if not read_only:
-        options += [f"uid={uid}", f"gid={uid}"]
-    return VolumeArgs(
-        name=name,
-        csi=k8s.core.v1.CSIVolumeSourceArgs(
-            driver="gcsfuse.csi.storage.gke.io",
-            read_only=read_only,
-            volume_attributes={"bucketName": bucket, "mountOptions": ",".join(options)},
-        ),
-    )
-
-
-def model_bucket(platform: PlatformRef, sizing: Sizing) -> str:
-    """The bucket holding the weights: the one a ``gs://`` id names, else the platform's."""
-    return sizing.model_bucket or platform.model_bucket
-
-
-def model_volume(platform: PlatformRef, sizing: Sizing) -> VolumeArgs:
-    """The weights: the model's folder of its bucket as the mount root, read-only, cached."""
-    return fuse_volume(
-        "model",
-        model_bucket(platform, sizing),
-        only_dir=sizing.model_dir,
-        read_only=True,
-        cached=True,
-    )
-
-
-def serving_buckets(platform: PlatformRef, sizing: Sizing) -> list[tuple[pulumi.Input[str], str]]:
-    """Read access a model server's account needs: the model's bucket."""
-    return [(model_bucket(platform, sizing), "read")]
-
-
-def xla_cache_prefix(sizing: Sizing, vllm_version: str) -> str:
-    """``xla-cache/<model>/<vllm version>/<topology>``: compiled programs are valid only
-    for the same model, server version and slice shape."""
-    topology = sizing.shape.topology or f"{sizing.shape.count}"
-    return f"{XLA_CACHE_PREFIX}/{sizing.model_key}/{vllm_version}/{topology}"
-
-
-def xla_cache_volume(platform: PlatformRef, sizing: Sizing, vllm_version: str) -> VolumeArgs:
-    """TPU: the persisted XLA cache, read-write and owned by the server's uid."""
-    return fuse_volume(
-        "xla-cache",
-        platform.model_bucket,
-        only_dir=xla_cache_prefix(sizing, vllm_version),
-        read_only=False,
-    )
-
-
 def server_image(spec: WorkloadSpec, platform: PlatformRef) -> tuple[str, str]:
     """The vLLM image to pull (the spec's own, or the pinned one through the platform's
     Docker Hub remote) and its tag (for the version label)."""
@@ -229,24 +137,6 @@ def cluster_service(
 def service_url(service: str, namespace: str, port: int) -> str:
     """The in-cluster URL of a Service's ``http`` port."""
     return f"http://{service}.{namespace}.svc.cluster.local:{port}"
-
-
-def scratch_volumes(shm_gib: int) -> list[VolumeArgs]:
-    """/tmp (HOME, caches) and /dev/shm for tensor-parallel NCCL, plus the FUSE cache."""
-    return [
-        VolumeArgs(name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs()),
-        VolumeArgs(
-            name="dshm",
-            empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(
-                medium="Memory", size_limit=f"{shm_gib}Gi"
-            ),
-        ),
-        # The FUSE sidecar's file cache lives in RAM: TPU hosts have no local SSD.
-        VolumeArgs(
-            name="gke-gcsfuse-cache",
-            empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(medium="Memory"),
-        ),
-    ]
 
 
 def pod_security(uid: int = RUN_AS, fs_group: bool = True) -> k8s.core.v1.PodSecurityContextArgs:
@@ -492,57 +382,3 @@ def model_server_pod(
 
 def server_labels(name: str, kind: str, image_tag: str) -> dict[str, str]:
     return {**labels_for(name, kind), MODEL_SERVER_LABEL: "vllm", VLLM_VERSION_LABEL: image_tag}
-
-
-def service_account_with_bucket_access(
-    name: str,
-    workload: str,
-    platform: PlatformRef,
-    buckets: list[tuple[pulumi.Input[str], str]],
-    parent: pulumi.Resource,
-    k8s_opts: pulumi.ResourceOptions,
-    *,
-    write_prefix: tuple[str, str] | None = None,
-) -> k8s.core.v1.ServiceAccount:
-    """A Kubernetes service account and its bucket grants (Workload Identity, no keys).
-
-    ``write_prefix`` (bucket, prefix): write on objects under that prefix only
-    (an IAM condition on the object name); listing comes from a read grant.
-    """
-    account = k8s.core.v1.ServiceAccount(
-        f"{name}-ksa",
-        metadata=ObjectMetaArgs(name=workload, namespace=platform.workload_namespace),
-        automount_service_account_token=False,
-        opts=k8s_opts,
-    )
-    number = project_number(platform.project_id)
-    for index, (bucket, access) in enumerate(buckets):
-        grant_bucket_access(
-            f"{name}-bucket-{access}-{index}",
-            bucket,
-            access,
-            platform.project_id,
-            number,
-            platform.workload_namespace,
-            workload,
-            pulumi.ResourceOptions(parent=parent),
-        )
-    if write_prefix is not None:
-        bucket, prefix = write_prefix
-        storage.BucketIAMMember(
-            f"{name}-bucket-prefix-write",
-            bucket=bucket,
-            role=BUCKET_ROLES["write"],
-            member=ksa_principal(
-                platform.project_id, number, platform.workload_namespace, workload
-            ),
-            condition=storage.BucketIAMMemberConditionArgs(
-                title="prefix-write",
-                description=f"write under {prefix}/ only",
-                expression=(
-                    f'resource.name.startsWith("projects/_/buckets/{bucket}/objects/{prefix}/")'
-                ),
-            ),
-            opts=pulumi.ResourceOptions(parent=parent),
-        )
-    return account

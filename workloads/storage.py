@@ -1,0 +1,198 @@
+"""What model-serving pods read and write in Cloud Storage.
+
+The weights come from the model's bucket (the platform's, or the one a
+``gs://`` id names) through the Cloud Storage FUSE CSI driver, tuned for large
+sequential reads; the model's folder is the mount root (``only-dir``), so the
+server reads ``/models/config.json``. TPU pods keep vLLM's XLA compilation
+cache under ``xla-cache/<model>/<vllm>/<topology>`` of the platform model
+bucket (read-write FUSE, write granted on that prefix only), so only the first
+pod of a model, version and topology compiles from scratch. Every grant is to
+the pod's Kubernetes service account through Workload Identity: no keys.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+from pulumi_gcp import storage
+from pulumi_kubernetes.core.v1 import (
+    VolumeArgs,
+)
+from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
+
+from gke_inference.inference.model_storage import BUCKET_ROLES, grant_bucket_access
+from gke_inference.inference.workload_identity import ksa_principal
+from gke_inference.platform.identity import project_number
+from gke_inference.workloads.lifecycle import (
+    RUN_AS,
+)
+from gke_inference.workloads.platform_ref import PlatformRef
+from gke_inference.workloads.sizing import (
+    XLA_CACHE_PREFIX,
+    Sizing,
+)
+
+# Cloud Storage FUSE options for read-mostly model weights: cache metadata and
+# file contents without expiry (weights never change under a path), read
+# ranges into the cache, and download files with parallel streams.
+FUSE_MOUNT_OPTIONS = (
+    "implicit-dirs",
+    "metadata-cache:ttl-secs:-1",
+    "metadata-cache:stat-cache-max-size-mb:-1",
+    "metadata-cache:type-cache-max-size-mb:-1",
+    "metadata-cache:negative-ttl-secs:0",
+    "file-cache:max-size-mb:-1",
+    "file-cache:cache-file-for-range-read:true",
+    "file-cache:enable-parallel-downloads:true",
+    "file-system:kernel-list-cache-ttl-secs:-1",
+)
+
+
+def fuse_annotations() -> dict[str, str]:
+    # Let the GCS FUSE sidecar use what it needs: limits of 0 mean unbounded.
+    return {
+        "gke-gcsfuse/volumes": "true",
+        "gke-gcsfuse/cpu-limit": "0",
+        "gke-gcsfuse/memory-limit": "0",
+        "gke-gcsfuse/ephemeral-storage-limit": "0",
+    }
+
+
+def fuse_volume(
+    name: str,
+    bucket: pulumi.Input[str],
+    *,
+    only_dir: str = "",
+    read_only: bool,
+    uid: int = RUN_AS,
+    cached: bool = False,
+) -> VolumeArgs:
+    """A Cloud Storage FUSE mount of ``bucket`` (of its ``only_dir`` prefix, when given).
+
+    ``cached``: model weights, read-mostly (FUSE_MOUNT_OPTIONS); otherwise each
+    file is read once (data, outputs) and no cache is worth its memory. A
+    writable mount is owned by ``uid``.
+    """
+    options = list(FUSE_MOUNT_OPTIONS if cached else ("implicit-dirs",))
+    if only_dir:
+        options.append(f"only-dir:{only_dir}")
+    if not read_only:
+        options += [f"uid={uid}", f"gid={uid}"]
+    return VolumeArgs(
+        name=name,
+        csi=k8s.core.v1.CSIVolumeSourceArgs(
+            driver="gcsfuse.csi.storage.gke.io",
+            read_only=read_only,
+            volume_attributes={"bucketName": bucket, "mountOptions": ",".join(options)},
+        ),
+    )
+
+
+def model_bucket(platform: PlatformRef, sizing: Sizing) -> str:
+    """The bucket holding the weights: the one a ``gs://`` id names, else the platform's."""
+    return sizing.model_bucket or platform.model_bucket
+
+
+def model_volume(platform: PlatformRef, sizing: Sizing) -> VolumeArgs:
+    """The weights: the model's folder of its bucket as the mount root, read-only, cached."""
+    return fuse_volume(
+        "model",
+        model_bucket(platform, sizing),
+        only_dir=sizing.model_dir,
+        read_only=True,
+        cached=True,
+    )
+
+
+def serving_buckets(platform: PlatformRef, sizing: Sizing) -> list[tuple[pulumi.Input[str], str]]:
+    """Read access a model server's account needs: the model's bucket."""
+    return [(model_bucket(platform, sizing), "read")]
+
+
+def xla_cache_prefix(sizing: Sizing, vllm_version: str) -> str:
+    """``xla-cache/<model>/<vllm version>/<topology>``: compiled programs are valid only
+    for the same model, server version and slice shape."""
+    topology = sizing.shape.topology or f"{sizing.shape.count}"
+    return f"{XLA_CACHE_PREFIX}/{sizing.model_key}/{vllm_version}/{topology}"
+
+
+def xla_cache_volume(platform: PlatformRef, sizing: Sizing, vllm_version: str) -> VolumeArgs:
+    """TPU: the persisted XLA cache, read-write and owned by the server's uid."""
+    return fuse_volume(
+        "xla-cache",
+        platform.model_bucket,
+        only_dir=xla_cache_prefix(sizing, vllm_version),
+        read_only=False,
+    )
+
+
+def scratch_volumes(shm_gib: int) -> list[VolumeArgs]:
+    """/tmp (HOME, caches) and /dev/shm for tensor-parallel NCCL, plus the FUSE cache."""
+    return [
+        VolumeArgs(name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs()),
+        VolumeArgs(
+            name="dshm",
+            empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(
+                medium="Memory", size_limit=f"{shm_gib}Gi"
+            ),
+        ),
+        # The FUSE sidecar's file cache lives in RAM: TPU hosts have no local SSD.
+        VolumeArgs(
+            name="gke-gcsfuse-cache",
+            empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(medium="Memory"),
+        ),
+    ]
+
+
+def service_account_with_bucket_access(
+    name: str,
+    workload: str,
+    platform: PlatformRef,
+    buckets: list[tuple[pulumi.Input[str], str]],
+    parent: pulumi.Resource,
+    k8s_opts: pulumi.ResourceOptions,
+    *,
+    write_prefix: tuple[str, str] | None = None,
+) -> k8s.core.v1.ServiceAccount:
+    """A Kubernetes service account and its bucket grants (Workload Identity, no keys).
+
+    ``write_prefix`` (bucket, prefix): write on objects under that prefix only
+    (an IAM condition on the object name); listing comes from a read grant.
+    """
+    account = k8s.core.v1.ServiceAccount(
+        f"{name}-ksa",
+        metadata=ObjectMetaArgs(name=workload, namespace=platform.workload_namespace),
+        automount_service_account_token=False,
+        opts=k8s_opts,
+    )
+    number = project_number(platform.project_id)
+    for index, (bucket, access) in enumerate(buckets):
+        grant_bucket_access(
+            f"{name}-bucket-{access}-{index}",
+            bucket,
+            access,
+            platform.project_id,
+            number,
+            platform.workload_namespace,
+            workload,
+            pulumi.ResourceOptions(parent=parent),
+        )
+    if write_prefix is not None:
+        bucket, prefix = write_prefix
+        storage.BucketIAMMember(
+            f"{name}-bucket-prefix-write",
+            bucket=bucket,
+            role=BUCKET_ROLES["write"],
+            member=ksa_principal(
+                platform.project_id, number, platform.workload_namespace, workload
+            ),
+            condition=storage.BucketIAMMemberConditionArgs(
+                title="prefix-write",
+                description=f"write under {prefix}/ only",
+                expression=(
+                    f'resource.name.startsWith("projects/_/buckets/{bucket}/objects/{prefix}/")'
+                ),
+            ),
+            opts=pulumi.ResourceOptions(parent=parent),
+        )
+    return account
