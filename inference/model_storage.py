@@ -72,8 +72,14 @@ def grant_bucket_access(
     namespace: pulumi.Input[str],
     service_account: pulumi.Input[str],
     opts: pulumi.ResourceOptions,
+    *,
+    prefix: str | None = None,
 ) -> storage.BucketIAMMember:
     """Bucket access for a Kubernetes service account through its Workload Identity principal.
+
+    ``prefix``: only on objects under it (an IAM condition on the object name).
+    Listing is checked on the bucket itself, so the account lists through a
+    plain read grant on the same bucket.
 
     Workload stacks grant themselves access with the bucket name they read
     from the platform stack's outputs (they never hold the ModelBucket itself).
@@ -83,5 +89,14 @@ def grant_bucket_access(
         bucket=bucket,
         role=BUCKET_ROLES[access],
         member=ksa_principal(project, number, namespace, service_account),
+        condition=None
+        if prefix is None
+        else storage.BucketIAMMemberConditionArgs(
+            title=f"prefix-{access}",
+            description=f"{access} under {prefix}/ only",
+            expression=pulumi.Output.concat(
+                'resource.name.startsWith("projects/_/buckets/', bucket, f'/objects/{prefix}/")'
+            ),
+        ),
         opts=opts,
     )

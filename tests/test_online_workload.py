@@ -312,6 +312,23 @@ def test_tpu_pods_may_write_their_xla_cache_prefix_only() -> None:
     assert [r["bucket"] for r in reads] == ["acme-inference-prod-inf-prod-models"]
 
 
+def test_a_tpu_model_from_another_bucket_can_still_list_its_xla_cache(tmp_path: Path) -> None:
+    # The cache's write grant is conditioned on object names, which a listing is
+    # not: the pod also needs a plain read grant on the platform bucket.
+    spec = _variant(tmp_path, "qwen3-32b-tpu-v6e.yaml", model={"id": "gs://team-b-models/qwen3"})
+    grants = {
+        (r.inputs["bucket"], r.inputs["role"], "condition" in r.inputs)
+        for r in plan_workload("prod", spec, project_dir=REPO).by_type(
+            "gcp:storage/bucketIAMMember:BucketIAMMember"
+        )
+    }
+    assert grants == {
+        ("team-b-models", "roles/storage.objectViewer", False),
+        ("acme-inference-prod-inf-prod-models", "roles/storage.objectViewer", False),
+        ("acme-inference-prod-inf-prod-models", "roles/storage.objectUser", True),
+    }
+
+
 def test_a_single_replica_prod_endpoint_registers_nothing(tmp_path: Path) -> None:
     # The production rule runs with the class check, before the Kubernetes
     # provider or any workload resource is registered.

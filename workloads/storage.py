@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import pulumi
 import pulumi_kubernetes as k8s
-from pulumi_gcp import storage
 from pulumi_kubernetes.core.v1 import (
     VolumeArgs,
 )
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
-from gke_inference.inference.model_storage import BUCKET_ROLES, grant_bucket_access
-from gke_inference.inference.workload_identity import ksa_principal
+from gke_inference.inference.model_storage import grant_bucket_access
 from gke_inference.platform.identity import project_number
 from gke_inference.workloads.lifecycle import (
     RUN_AS,
@@ -105,8 +103,13 @@ def model_volume(platform: PlatformRef, sizing: Sizing) -> VolumeArgs:
 
 
 def serving_buckets(platform: PlatformRef, sizing: Sizing) -> list[tuple[pulumi.Input[str], str]]:
-    """Read access a model server's account needs: the model's bucket."""
-    return [(model_bucket(platform, sizing), "read")]
+    """Read access a model server's account needs: the model's bucket, and on TPUs the
+    platform bucket too, where the XLA cache prefix is listed (its write grant is
+    conditioned on object names, which a listing is not)."""
+    buckets = [model_bucket(platform, sizing)]
+    if sizing.accelerator.kind == "tpu" and platform.model_bucket not in buckets:
+        buckets.append(platform.model_bucket)
+    return [(bucket, "read") for bucket in buckets]
 
 
 def xla_cache_prefix(sizing: Sizing, vllm_version: str) -> str:
@@ -157,7 +160,8 @@ def service_account_with_bucket_access(
     """A Kubernetes service account and its bucket grants (Workload Identity, no keys).
 
     ``write_prefix`` (bucket, prefix): write on objects under that prefix only
-    (an IAM condition on the object name); listing comes from a read grant.
+    (an IAM condition on the object name); listing needs a read grant on that
+    bucket among ``buckets``.
     """
     account = k8s.core.v1.ServiceAccount(
         f"{name}-ksa",
@@ -179,20 +183,15 @@ def service_account_with_bucket_access(
         )
     if write_prefix is not None:
         bucket, prefix = write_prefix
-        storage.BucketIAMMember(
+        grant_bucket_access(
             f"{name}-bucket-prefix-write",
-            bucket=bucket,
-            role=BUCKET_ROLES["write"],
-            member=ksa_principal(
-                platform.project_id, number, platform.workload_namespace, workload
-            ),
-            condition=storage.BucketIAMMemberConditionArgs(
-                title="prefix-write",
-                description=f"write under {prefix}/ only",
-                expression=(
-                    f'resource.name.startsWith("projects/_/buckets/{bucket}/objects/{prefix}/")'
-                ),
-            ),
-            opts=pulumi.ResourceOptions(parent=parent),
+            bucket,
+            "write",
+            platform.project_id,
+            number,
+            platform.workload_namespace,
+            workload,
+            pulumi.ResourceOptions(parent=parent),
+            prefix=prefix,
         )
     return account
