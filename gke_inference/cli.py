@@ -100,7 +100,7 @@ def _policy_check(args: argparse.Namespace) -> int:
 
 def _size(args: argparse.Namespace) -> int:
     from gke_inference.workloads.kinds import KINDS, Deployment, deployment_for
-    from gke_inference.workloads.sizing import size
+    from gke_inference.workloads.sizing import single_device_shape, size
     from gke_inference.workloads.spec import load_spec
 
     spec = load_spec(args.spec)
@@ -113,9 +113,8 @@ def _size(args: argparse.Namespace) -> int:
     compute_class = deployment.compute_class
     weights = _weights(deployment)
     if sizing is None:
-        acc = spec.accelerator_info
-        shape = next(s for s in acc.shapes if s.count == 1)  # the one device of the class
-        machine_type, accelerator = shape.machine_type, acc.key
+        machine_type = single_device_shape(spec).machine_type  # the one device of the class
+        accelerator = spec.accelerator
     else:
         machine_type, accelerator = sizing.shape.machine_type, sizing.accelerator.key
     if args.format == "json":

@@ -416,9 +416,8 @@ def size(spec: WorkloadSpec, devices: int | None = None) -> Sizing:
     )
 
 
-def single_device_class(spec: WorkloadSpec) -> str:
-    """The class of one device of the spec's accelerator, for kinds that are not sized
-    (ComfyUI): ``gpu-<accelerator>-x1``, ``-co`` when cost-optimized."""
+def single_device_shape(spec: WorkloadSpec) -> catalog.MachineShape:
+    """The one-device machine shape of the spec's accelerator (kinds that are not sized)."""
     acc = spec.accelerator_info
     shape = next((s for s in acc.shapes if s.count == 1), None)
     if shape is None:
@@ -426,7 +425,13 @@ def single_device_class(spec: WorkloadSpec) -> str:
             f"Workload {spec.name!r} cannot be sized",
             [Problem("accelerator", f"{acc.key} has no single-device machine shape")],
         )
-    return class_for(spec, shape)
+    return shape
+
+
+def single_device_class(spec: WorkloadSpec) -> str:
+    """The class of one device of the spec's accelerator, for kinds that are not sized
+    (ComfyUI): ``gpu-<accelerator>-x1``, ``-co`` when cost-optimized."""
+    return class_for(spec, single_device_shape(spec))
 
 
 def class_for(spec: WorkloadSpec, shape: catalog.MachineShape) -> str:
