@@ -5,8 +5,9 @@ One shape serves both scalers: an HPA on one metric that scales up at once
 (``select_policy: Min``), and a PodDisruptionBudget that lets one pod go at a
 time (a production model server: never its last replica, see
 :func:`serving_min_available`). Pods that are not ready never block a drain
-(``unhealthyPodEvictionPolicy: AlwaysAllow``). The rates differ on purpose, so they are arguments: a model server costs
-minutes of weight loading per new replica, a streaming worker seconds.
+(``unhealthyPodEvictionPolicy: AlwaysAllow``). The rates differ on purpose,
+so they are arguments: a model server costs minutes of weight loading per new
+replica, a streaming worker seconds.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
 
+from gke_inference.workloads.kinds import PRODUCTION_ENVIRONMENT
 from gke_inference.workloads.spec import VLLM_HPA_METRICS, WorkloadSpec
 
 
@@ -104,8 +106,6 @@ def serving_min_available(spec: WorkloadSpec, environment: str) -> int | None:
     voluntary disruptions: with 2 replicas one may go, the last one never
     (``kinds.require_production_ready`` requires 2 in prod). Elsewhere None:
     one pod at a time, the only one included (a dev endpoint may pause)."""
-    from gke_inference.workloads.kinds import PRODUCTION_ENVIRONMENT
-
     if environment != PRODUCTION_ENVIRONMENT:
         return None
     return max(1, spec.scaling.min_replicas - 1)
