@@ -165,7 +165,7 @@ def container_security(uid: int | None = None) -> k8s.core.v1.SecurityContextArg
 
 def accelerator_resources(sizing: Sizing) -> ResourceRequirementsArgs:
     """Accelerators with requests = limits; CPU and memory scale with the device count."""
-    devices = sizing.shape.count
+    devices = sizing.devices_per_pod
     resource = sizing.accelerator.resource_name
     requests = {
         resource: str(devices),
@@ -374,7 +374,7 @@ def model_server_pod(
                 model_volume(platform, sizing),
                 *cache,
                 *(volumes or []),
-                *scratch_volumes(shm_gib=max(1, 2 * sizing.shape.count)),
+                *scratch_volumes(shm_gib=max(1, 2 * sizing.devices_per_pod)),
             ],
         ),
     )

@@ -139,7 +139,18 @@ class Sizing:
 
     @property
     def nodes(self) -> int:
+        """Pods (one per node) that serve one replica: 1, or the pipeline stages."""
         return self.pipeline_parallel
+
+    @property
+    def multi_host(self) -> bool:
+        """A replica spans several nodes (served as a LeaderWorkerSet group)."""
+        return self.nodes > 1
+
+    @property
+    def devices_per_pod(self) -> int:
+        """Accelerators each pod of a replica requests (its tensor-parallel group)."""
+        return self.tensor_parallel
 
     @property
     def headroom_gib(self) -> float:
