@@ -124,7 +124,7 @@ def _size(args: argparse.Namespace) -> int:
             "accelerator": accelerator,
             "machineType": machine_type,
             "computeClass": compute_class,
-            "devices": sizing.shape.count * sizing.pipeline_parallel if sizing else 1,
+            "devices": sizing.devices if sizing else 1,
             "tensorParallel": sizing.tensor_parallel if sizing else None,
             "pipelineParallel": sizing.pipeline_parallel if sizing else None,
             "weightsGiB": round(sizing.weights_gib, 2) if sizing else None,

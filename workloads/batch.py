@@ -37,9 +37,7 @@ from gke_inference.workloads.pods import (
 )
 from gke_inference.workloads.sizing import Sizing, startup_seconds
 from gke_inference.workloads.spec import WorkloadSpec
-from gke_inference.workloads.storage import (
-    fuse_volume,
-)
+from gke_inference.workloads.storage import fuse_volume
 
 INPUT_DIR = "/data/input"
 OUTPUT_DIR = "/data/output"

@@ -65,9 +65,7 @@ from gke_inference.workloads.pods import (
 )
 from gke_inference.workloads.sizing import BYTES_PER_PARAMETER, Sizing
 from gke_inference.workloads.spec import WorkloadSpec
-from gke_inference.workloads.storage import (
-    service_account_with_bucket_access,
-)
+from gke_inference.workloads.storage import service_account_with_bucket_access
 
 # Pinned images and tools. Both come through the platform's Docker Hub remote
 # repository like the vLLM images, so Binary Authorization can allow this

@@ -143,14 +143,14 @@ class Sizing:
         return self.pipeline_parallel
 
     @property
-    def multi_host(self) -> bool:
-        """A replica spans several nodes (served as a LeaderWorkerSet group)."""
-        return self.nodes > 1
-
-    @property
     def devices_per_pod(self) -> int:
         """Accelerators each pod of a replica requests (its tensor-parallel group)."""
         return self.tensor_parallel
+
+    @property
+    def devices(self) -> int:
+        """Accelerators of one replica, across its nodes."""
+        return self.devices_per_pod * self.nodes
 
     @property
     def headroom_gib(self) -> float:
@@ -183,7 +183,7 @@ class Sizing:
             ("accelerator", f"{acc.display_name} ({acc.gke_label})"),
             ("machine type", f"{self.shape.machine_type} ({self.shape.count} per node)"),
             ("compute class", self.compute_class),
-            ("devices per replica", f"{self.shape.count * self.pipeline_parallel}"),
+            ("devices per replica", str(self.devices)),
             ("tensor / pipeline parallel", f"{self.tensor_parallel} / {self.pipeline_parallel}"),
             ("weights", f"{self.weights_gib:.1f} GiB"),
             ("KV cache per token", f"{self.kv_bytes_per_token / 1024:.1f} KiB"),
