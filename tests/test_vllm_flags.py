@@ -23,7 +23,7 @@ from gke_inference.core.errors import SpecError
 from gke_inference.inference import catalog
 from gke_inference.offline.planning import plan_workload
 from gke_inference.offline.recording import Plan
-from gke_inference.workloads import sizing
+from gke_inference.workloads import fit, quantization, sizing
 from gke_inference.workloads.kinds import deployment_for
 from gke_inference.workloads.spec import load_spec, parse_spec
 from gke_inference.workloads.vllm_server import (
@@ -106,11 +106,14 @@ def _variants() -> Iterator[tuple[str, dict[str, Any]]]:
         "gemma-3-1b": "google/gemma-3-1b-it",
         "llama-3.3-70b": "meta-llama/Llama-3.3-70B-Instruct",
     }
-    precisions = list(sizing.BYTES_PER_PARAMETER)
+    precisions = list(fit.BYTES_PER_PARAMETER)
     for acc, (preset, model), precision, kv in itertools.product(
         catalog.CATALOG, presets.items(), precisions, ("auto", "fp8")
     ):
-        methods: list[str | None] = [None, *sorted(sizing.ACCEPTED_METHODS.get(precision, ()))]
+        methods: list[str | None] = [
+            None,
+            *sorted(quantization.ACCEPTED_METHODS.get(precision, ())),
+        ]
         for method, prequantized in itertools.product(methods, (False, True)):
             data: dict[str, Any] = {
                 "name": "variant",

@@ -111,7 +111,7 @@ KINDS: dict[str, WorkloadKind] = {
 
 def deployment_for(spec: WorkloadSpec) -> Deployment:
     """Size ``spec`` (once) and apply every deployability rule; SpecError lists what fails."""
-    from gke_inference.workloads.sizing import single_device_class, size
+    from gke_inference.workloads.sizing import alternatives, single_device_class, size
 
     kind = KINDS[spec.kind]
     if not kind.serves_model:
@@ -119,6 +119,7 @@ def deployment_for(spec: WorkloadSpec) -> Deployment:
     sizing = size(spec)
     if sizing.pipeline_parallel > 1:
         # Every component runs a replica on one node (no multi-host serving yet).
+        fits = alternatives(spec)
         raise SpecError(
             f"Workload {spec.name!r} cannot be deployed",
             [
@@ -126,8 +127,12 @@ def deployment_for(spec: WorkloadSpec) -> Deployment:
                     "accelerator",
                     f"sizing needs {sizing.pipeline_parallel} nodes of {sizing.shape.machine_type} "
                     f"per replica (pipeline parallelism); {kind.component} runs a replica on one "
-                    "node: choose a larger accelerator, lower precision, or a smaller "
-                    "context/concurrency",
+                    "node: "
+                    + (
+                        "shapes that fit one node: " + ", ".join(fits)
+                        if fits
+                        else "lower contextLength or concurrency"
+                    ),
                 )
             ],
         )

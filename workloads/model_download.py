@@ -54,6 +54,7 @@ from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 from gke_inference.core.components import child_options
 from gke_inference.inference.workload_identity import ksa_principal
 from gke_inference.platform.identity import project_number
+from gke_inference.workloads.fit import BYTES_PER_PARAMETER
 from gke_inference.workloads.kinds import Deployment
 from gke_inference.workloads.lifecycle import user_env
 from gke_inference.workloads.platform_ref import PlatformRef
@@ -63,7 +64,7 @@ from gke_inference.workloads.pods import (
     pod_security,
     remote_image,
 )
-from gke_inference.workloads.sizing import BYTES_PER_PARAMETER, Sizing
+from gke_inference.workloads.sizing import Sizing
 from gke_inference.workloads.spec import WorkloadSpec
 from gke_inference.workloads.storage import service_account_with_bucket_access
 

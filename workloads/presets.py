@@ -2,29 +2,57 @@
 
 A spec may name a preset instead of repeating these numbers. Parameters are
 the total count in billions; the other fields are ``num_hidden_layers``,
-``num_attention_heads``, ``num_key_value_heads``, ``head_dim`` and
-``max_position_embeddings``.
+``num_attention_heads``, ``num_key_value_heads``, ``head_dim``,
+``max_position_embeddings``, ``sliding_window`` and ``sliding_window_pattern``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gke_inference.core.errors import Problem, SpecError
 
 if TYPE_CHECKING:
     from gke_inference.workloads.spec import Architecture, WorkloadSpec
 
-# name -> (parameters_billions, layers, attention_heads, kv_heads, head_dim, max_context)
-PRESETS: dict[str, tuple[float, int, int, int, int, int]] = {
-    "gemma-3-1b": (1.0, 26, 4, 1, 256, 32_768),
-    "gemma-3-4b": (4.3, 34, 8, 4, 256, 131_072),
-    "gemma-3-27b": (27.4, 62, 32, 16, 128, 131_072),
-    "llama-3.1-8b": (8.03, 32, 32, 8, 128, 131_072),
-    "llama-3.3-70b": (70.6, 80, 64, 8, 128, 131_072),
-    "qwen3-32b": (32.8, 64, 64, 8, 128, 40_960),
-    "qwen2.5-7b": (7.6, 28, 28, 4, 128, 32_768),
-    "mistral-7b-v0.3": (7.25, 32, 32, 8, 128, 32_768),
+
+def _arch(
+    parameters_billions: float,
+    layers: int,
+    attention_heads: int,
+    kv_heads: int,
+    head_dim: int,
+    max_context: int,
+    sliding_window: int | None = None,
+    sliding_window_pattern: int | None = None,
+) -> dict[str, Any]:
+    return {
+        "parameters_billions": parameters_billions,
+        "layers": layers,
+        "attention_heads": attention_heads,
+        "kv_heads": kv_heads,
+        "head_dim": head_dim,
+        "max_context": max_context,
+        "sliding_window": sliding_window,
+        "sliding_window_pattern": sliding_window_pattern,
+    }
+
+
+# name -> Architecture fields. Gemma 3: five local (sliding) layers per global
+# one (sliding_window_pattern 6), windows 512 (1B) and 1024 (4B, 27B); Gemma 2:
+# local and global layers alternate (pattern 2), window 4096. The others use
+# full attention in every layer (Qwen2.5 and Mistral v0.3 ship
+# use_sliding_window false / sliding_window null).
+PRESETS: dict[str, dict[str, Any]] = {
+    "gemma-2-9b": _arch(9.24, 42, 16, 8, 256, 8_192, 4_096, 2),
+    "gemma-3-1b": _arch(1.0, 26, 4, 1, 256, 32_768, 512, 6),
+    "gemma-3-4b": _arch(4.3, 34, 8, 4, 256, 131_072, 1_024, 6),
+    "gemma-3-27b": _arch(27.4, 62, 32, 16, 128, 131_072, 1_024, 6),
+    "llama-3.1-8b": _arch(8.03, 32, 32, 8, 128, 131_072),
+    "llama-3.3-70b": _arch(70.6, 80, 64, 8, 128, 131_072),
+    "qwen3-32b": _arch(32.8, 64, 64, 8, 128, 40_960),
+    "qwen2.5-7b": _arch(7.6, 28, 28, 4, 128, 32_768),
+    "mistral-7b-v0.3": _arch(7.25, 32, 32, 8, 128, 32_768),
 }
 
 
@@ -48,12 +76,4 @@ def resolve_architecture(spec: WorkloadSpec, source: str = "spec") -> Architectu
                 )
             ],
         )
-    params, layers, heads, kv_heads, head_dim, context = PRESETS[preset]
-    return Architecture(
-        parameters_billions=params,
-        layers=layers,
-        attention_heads=heads,
-        kv_heads=kv_heads,
-        head_dim=head_dim,
-        max_context=context,
-    )
+    return Architecture(**PRESETS[preset])

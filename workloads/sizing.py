@@ -1,18 +1,12 @@
-"""Sizing: from a model and an accelerator to devices, parallelism and vLLM flags.
+"""Sizing: from a model and an accelerator to a layout, its memory budget and vLLM flags.
 
-Memory model per replica (all in bytes, shown in GiB):
-
-- weights  = parameters x bytes per parameter (bf16/fp16 2, fp8/int8 1, int4 0.5)
-- KV cache per token = 2 (K and V) x layers x KV heads x head dim x KV dtype bytes
-- KV cache needed = context length x concurrent sequences x KV per token
-- usable per device = device memory x gpu-memory-utilization - runtime overhead
-  (CUDA/XLA context, activations, graphs)
-
-The smallest device count whose usable memory holds weights + KV cache wins,
-with a tensor-parallel degree that divides the attention heads. When one node
-of the accelerator is not enough, layers are split across nodes (pipeline
-parallelism) up to MAX_PIPELINE_STAGES. A spec that fits nowhere is an error
-with the numbers and the nearest shapes that would fit.
+The memory model and the choice of layout live in :mod:`~gke_inference.workloads.fit`
+(device memory as reported, runtime reserve, KV-head replication, sliding
+windows; the smallest tensor-parallel degree that holds the model), the
+``--quantization`` rules in :mod:`~gke_inference.workloads.quantization`.
+This module turns the chosen layout into what is deployed and explained:
+the compute class, the flags, ``--max-num-seqs``, the startup budget, and the
+reasons ``gke-inference size`` prints.
 
 Where the weights are: the model's folder (``ModelSettings.bucket_path``) of
 its bucket (the platform's model bucket, or the bucket a ``gs://`` id names)
@@ -20,21 +14,6 @@ is mounted with GCS FUSE ``only-dir:<folder>`` at MODEL_MOUNT, so the folder's
 ``config.json`` is ``/models/config.json`` and the server is given
 ``--model=/models`` (gcsfuse: "--only-dir: mount only a specific directory
 within a bucket", the directory becomes the mount root).
-
-Quantization (``--quantization``), checked against vLLM's loaders (v0.11):
-
-- ``model.prequantized: true`` (an AWQ, GPTQ, compressed-tensors, FP8 or
-  bitsandbytes checkpoint): no flag. vLLM reads ``quantization_config`` from
-  config.json and picks the fast kernel itself (awq_marlin / gptq_marlin);
-  forcing ``awq``/``gptq`` picks the slow kernels and ``fp8`` on a
-  compressed-tensors FP8 checkpoint is rejected. A quantizationMethod the user
-  names explicitly is passed through when it matches the precision.
-- not pre-quantized: only what vLLM quantizes while loading a 16-bit
-  checkpoint: ``fp8`` (online dynamic W8A8, GPUs with FP8 support) and
-  ``bitsandbytes`` (in-flight, always 4-bit NF4: the loader's unquantized
-  path calls ``quantize_4bit``). AWQ, GPTQ and compressed-tensors need a
-  checkpoint produced by their tools, and vLLM has no general online int8 for
-  dense models on GPUs, so int8 of a 16-bit checkpoint is an error.
 """
 
 from __future__ import annotations
@@ -45,14 +24,28 @@ from dataclasses import dataclass, field
 from gke_inference.core.errors import Problem, SpecError
 from gke_inference.inference import catalog
 from gke_inference.inference.compute_classes import COST_OPTIMIZED_SUFFIX
+from gke_inference.workloads.fit import (
+    BYTES_PER_PARAMETER,
+    GIB,
+    GPU_BLOCK_SIZE,
+    RUNTIME_RESERVE_GIB,
+    TENSOR_PARALLEL_DEGREES,
+    Layout,
+    Need,
+    fit_layout,
+    kv_bytes_per_sequence,
+    kv_bytes_per_token,
+    kv_replication,
+    memory_utilization,
+    nearest_fits,
+    shape_for,
+    tensor_parallel_problem,
+    usable_bytes_per_device,
+)
 from gke_inference.workloads.presets import resolve_architecture
+from gke_inference.workloads.quantization import quantization_flag, quantization_problems
 from gke_inference.workloads.spec import Architecture, WorkloadSpec
 
-GIB = 1024**3
-BYTES_PER_PARAMETER = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5}
-RUNTIME_OVERHEAD_GIB = {"gpu": 2.0, "tpu": 1.0}
-MAX_PIPELINE_STAGES = 4
-GPU_BLOCK_SIZE = 16  # tokens per paged-attention block on CUDA
 MODEL_MOUNT = "/models"  # the model's folder is the mount root (only-dir)
 XLA_CACHE_MOUNT = "/xla-cache"  # TPU: persisted XLA compilation cache (VLLM_XLA_CACHE_PATH)
 XLA_CACHE_PREFIX = (
@@ -66,16 +59,9 @@ XLA_CACHE_PREFIX = (
 VLLM_DEFAULT_MAX_NUM_SEQS = 256
 VLLM_LARGE_GPU_MAX_NUM_SEQS = 1024
 VLLM_LARGE_GPU_GIB = 70
-
-# Methods vLLM can apply while loading a 16-bit checkpoint, per precision.
-ONLINE_METHODS = {"fp8": {"fp8"}, "int4": {"bitsandbytes"}}
-DEFAULT_ONLINE_METHOD = {"fp8": "fp8", "int4": "bitsandbytes"}
-# Methods that describe a pre-quantized checkpoint of each precision.
-ACCEPTED_METHODS = {
-    "fp8": {"fp8", "compressed-tensors"},
-    "int8": {"compressed-tensors", "gptq", "bitsandbytes"},
-    "int4": {"awq", "gptq", "compressed-tensors", "bitsandbytes"},
-}
+# The request length --max-num-seqs is chosen for: prompt + completion of a
+# typical chat or RAG request (ShareGPT-style traffic averages well under 2k).
+TYPICAL_REQUEST_TOKENS = 2048
 
 # Startup budget (startup probe, worker MODEL_READY_TIMEOUT_S): see startup_seconds.
 FUSE_READ_GIB_PER_SECOND = 0.25
@@ -83,36 +69,23 @@ STARTUP_MARGIN_SECONDS = 120
 WARMUP_SECONDS = {"gpu": 180, "tpu": 1800}
 
 
-def memory_utilization(acc: catalog.Accelerator) -> float:
-    """Small devices keep more headroom: fragmentation hurts them most."""
-    return 0.90 if acc.memory_gib < 32 else 0.95
-
-
-def usable_bytes_per_device(acc: catalog.Accelerator) -> float:
-    return (acc.memory_gib * memory_utilization(acc) - RUNTIME_OVERHEAD_GIB[acc.kind]) * GIB
-
-
-def kv_bytes_per_token(arch: Architecture, kv_cache_dtype: str) -> int:
-    dtype_bytes = 1 if kv_cache_dtype == "fp8" else 2
-    return 2 * arch.layers * arch.kv_heads * arch.head_dim * dtype_bytes
-
-
-def weights_bytes(arch: Architecture, precision: str) -> float:
-    return arch.parameters_billions * 1e9 * BYTES_PER_PARAMETER[precision]
-
-
 @dataclass(frozen=True)
 class Sizing:
-    """The sized replica and its vLLM flags.
+    """The sized replica, its memory budget, its vLLM flags, and why.
 
-    ``max_num_seqs`` is vLLM's own default for the accelerator (256; 1024 on
-    GPUs of >= 70 GiB other than A100, as vLLM itself picks), never below the
-    spec's concurrency. It is not capped at what fits at full context: the KV
-    budget (``--gpu-memory-utilization`` with weights and ``--max-model-len``)
-    already holds concurrency x contextLength, and vLLM's scheduler admits only
-    what the free KV blocks hold, so a smaller cap would only refuse the short
-    requests that do fit. HPA targets are checked against it
-    (``kinds.deployment_for``): a running-requests target above it never triggers.
+    ``max_num_seqs`` caps how many sequences one engine step batches. What the
+    cap protects against is a batch wider than the KV cache can carry: vLLM
+    admits a sequence only when blocks for its prompt are free and preempts
+    (recomputes) the newest when decoding runs out, so a cap far above what
+    the cache holds buys nothing but preemption churn, CUDA-graph captures and
+    sampler buffers sized for batches that never run. A cap below it
+    throttles throughput (short requests that would fit wait). So it is the
+    number of TYPICAL_REQUEST_TOKENS-long sequences the KV budget holds,
+    never above vLLM's own default for the device (256; 1024 on >= 70 GiB
+    non-A100 GPUs) and never below the spec's ``concurrency`` (which is sized
+    to fit at full context). HPA targets are checked against it
+    (``kinds.scaling_problems``): a running-requests target above it never
+    triggers.
     """
 
     accelerator: catalog.Accelerator
@@ -120,12 +93,16 @@ class Sizing:
     tensor_parallel: int
     pipeline_parallel: int
     weights_gib: float
-    kv_bytes_per_token: int
-    kv_cache_gib: float
+    kv_bytes_per_token: int  # full-attention KV of one token across the replica
+    kv_replication: int  # copies of each KV head (TP > KV heads)
+    kv_sequence_bytes: int  # KV of one contextLength sequence (sliding windows applied)
+    typical_sequence_bytes: int  # ... of one TYPICAL_REQUEST_TOKENS sequence
+    kv_cache_gib: float  # concurrency x kv_sequence_bytes
     usable_gib: float  # across the whole replica
     gpu_memory_utilization: float
     max_model_len: int
     max_num_seqs: int
+    concurrency: int
     quantization: str | None
     kv_cache_dtype: str
     block_size: int | None
@@ -136,6 +113,7 @@ class Sizing:
     model_dir: str = ""  # the weights' folder in that bucket (the FUSE only-dir)
     model_key: str = ""  # a path-safe name of the model, for cache prefixes
     extra_args: list[str] = field(default_factory=list)
+    reasons: tuple[str, ...] = ()  # why each choice was made, for `size`
 
     @property
     def nodes(self) -> int:
@@ -153,8 +131,21 @@ class Sizing:
         return self.devices_per_pod * self.nodes
 
     @property
+    def replicas_per_node(self) -> int:
+        """Single-node replicas one machine of the shape holds (their requests pack)."""
+        return self.shape.count // self.devices_per_pod if self.nodes == 1 else 1
+
+    @property
+    def kv_budget_gib(self) -> float:
+        """What vLLM gives the KV cache: usable memory minus the weights."""
+        return self.usable_gib - self.weights_gib
+
+    @property
     def headroom_gib(self) -> float:
-        return self.usable_gib - self.weights_gib - self.kv_cache_gib
+        return self.kv_budget_gib - self.kv_cache_gib
+
+    def sequences_held(self, sequence_bytes: int) -> int:
+        return int(self.kv_budget_gib * GIB // sequence_bytes)
 
     def vllm_args(self, port: int = 8000) -> list[str]:
         args = [
@@ -179,17 +170,46 @@ class Sizing:
 
     def table(self) -> str:
         acc = self.accelerator
+        per_device = usable_bytes_per_device(acc) / GIB
+        replicas = (
+            f", {self.replicas_per_node} replicas per node" if self.replicas_per_node > 1 else ""
+        )
         rows = [
             ("accelerator", f"{acc.display_name} ({acc.gke_label})"),
-            ("machine type", f"{self.shape.machine_type} ({self.shape.count} per node)"),
+            ("machine type", f"{self.shape.machine_type} ({self.shape.count} per node{replicas})"),
             ("compute class", self.compute_class),
-            ("devices per replica", str(self.devices)),
+            ("devices per replica", f"{self.devices} ({self.devices_per_pod} per pod)"),
             ("tensor / pipeline parallel", f"{self.tensor_parallel} / {self.pipeline_parallel}"),
+            ("device memory", f"{acc.memory_gib:.1f} GiB ({acc.memory_mib} MiB as reported)"),
+            (
+                "usable per device",
+                f"{per_device:.1f} GiB (x {self.gpu_memory_utilization:.2f} utilization "
+                f"- {RUNTIME_RESERVE_GIB[acc.kind]:g} GiB reserved: context, activations, graphs)",
+            ),
+            ("usable per replica", f"{self.usable_gib:.1f} GiB"),
             ("weights", f"{self.weights_gib:.1f} GiB"),
-            ("KV cache per token", f"{self.kv_bytes_per_token / 1024:.1f} KiB"),
-            ("KV cache for context x concurrency", f"{self.kv_cache_gib:.1f} GiB"),
-            ("usable accelerator memory", f"{self.usable_gib:.1f} GiB"),
+            ("KV cache budget", f"{self.kv_budget_gib:.1f} GiB (usable - weights)"),
+            (
+                "KV cache per token",
+                f"{self.kv_bytes_per_token / 1024:.1f} KiB (full attention"
+                + (f", KV heads x{self.kv_replication}" if self.kv_replication > 1 else "")
+                + ")",
+            ),
+            (
+                "KV cache per sequence",
+                f"{self.kv_sequence_bytes / GIB:.2f} GiB at {self.max_model_len} tokens",
+            ),
+            (
+                "KV cache for concurrency",
+                f"{self.kv_cache_gib:.1f} GiB ({self.concurrency} x {self.max_model_len} tokens)",
+            ),
             ("headroom", f"{self.headroom_gib:.1f} GiB"),
+            (
+                "sequences the cache holds",
+                f"{self.sequences_held(self.kv_sequence_bytes)} at {self.max_model_len} tokens, "
+                f"{self.sequences_held(self.typical_sequence_bytes)} at "
+                f"{min(TYPICAL_REQUEST_TOKENS, self.max_model_len)}",
+            ),
             ("--gpu-memory-utilization", f"{self.gpu_memory_utilization:.2f}"),
             ("--max-model-len", str(self.max_model_len)),
             ("--max-num-seqs", str(self.max_num_seqs)),
@@ -198,83 +218,10 @@ class Sizing:
             ("--block-size", str(self.block_size) if self.block_size else "server default"),
         ]
         width = max(len(k) for k, _ in rows)
-        return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
-
-
-def _quantization(spec: WorkloadSpec, acc: catalog.Accelerator) -> list[Problem]:
-    problems: list[Problem] = []
-    if acc.kind == "tpu" and spec.precision not in ("bf16", "fp16"):
-        problems.append(
-            Problem(
-                "precision", f"{spec.precision!r} is not served on TPU here; accepted: bf16, fp16"
-            )
-        )
-    if spec.precision == "fp8" and not acc.fp8:
-        fp8 = ", ".join(a.key for a in catalog.CATALOG if a.fp8)
-        problems.append(
-            Problem("precision", f"{acc.key} has no FP8 support; use int8/int4, or one of: {fp8}")
-        )
-    if spec.kv_cache_dtype == "fp8" and not acc.fp8:
-        problems.append(Problem("kvCacheDtype", f"{acc.key} has no FP8 support; accepted: auto"))
-    method = spec.quantization_method
-    prequantized = spec.model is not None and spec.model.prequantized
-    quantized = spec.precision not in ("bf16", "fp16")
-    if prequantized and not quantized:
-        problems.append(
-            Problem(
-                "model.prequantized",
-                f"a pre-quantized checkpoint is not served at precision {spec.precision}; "
-                "set precision to the checkpoint's (fp8, int8, int4) or prequantized: false",
-            )
-        )
-    elif method is not None and prequantized:
-        accepted = ACCEPTED_METHODS.get(spec.precision, set())
-        if method not in accepted:
-            problems.append(
-                Problem(
-                    "quantizationMethod",
-                    f"{method!r} does not describe a {spec.precision} checkpoint; accepted: "
-                    + ", ".join(sorted(accepted))
-                    + " (or leave it unset: vLLM reads the checkpoint's quantization_config)",
-                )
-            )
-    elif quantized and not prequantized:
-        online = ONLINE_METHODS.get(spec.precision, set())
-        if not online:
-            problems.append(
-                Problem(
-                    "precision",
-                    f"{spec.precision} of a 16-bit checkpoint (model.prequantized: false) cannot "
-                    "be quantized by vLLM while loading; serve a pre-quantized checkpoint "
-                    "(model.prequantized: true, e.g. GPTQ or compressed-tensors W8A8), or use "
-                    "fp8 (FP8 GPUs) or int4 (bitsandbytes)",
-                )
-            )
-        elif method is not None and method not in online:
-            problems.append(
-                Problem(
-                    "quantizationMethod",
-                    f"{method!r} cannot quantize a 16-bit checkpoint while loading "
-                    f"(model.prequantized: false); accepted for {spec.precision}: "
-                    + ", ".join(sorted(online))
-                    + f", or set model.prequantized: true for a {method} checkpoint",
-                )
-            )
-    elif method is not None:
-        problems.append(
-            Problem(
-                "quantizationMethod",
-                f"{method!r} does not apply to precision {spec.precision}; accepted: none",
-            )
-        )
-    return problems
-
-
-def quantization_flag(spec: WorkloadSpec) -> str | None:
-    """``--quantization`` for a spec that passed :func:`_quantization` (see the module doc)."""
-    if spec.model is not None and spec.model.prequantized:
-        return spec.quantization_method  # None: vLLM detects the checkpoint's method
-    return spec.quantization_method or DEFAULT_ONLINE_METHOD.get(spec.precision)
+        lines = [f"{k.ljust(width)}  {v}" for k, v in rows]
+        if self.reasons:
+            lines += ["", "why:"] + [f"  - {reason}" for reason in self.reasons]
+        return "\n".join(lines)
 
 
 def vllm_default_max_num_seqs(acc: catalog.Accelerator) -> int:
@@ -284,71 +231,9 @@ def vllm_default_max_num_seqs(acc: catalog.Accelerator) -> int:
     return VLLM_DEFAULT_MAX_NUM_SEQS
 
 
-def _candidates(acc: catalog.Accelerator, arch: Architecture) -> list[catalog.MachineShape]:
-    """One shape per device count, smallest count first, TP dividing the heads."""
-    by_count: dict[int, catalog.MachineShape] = {}
-    for shape in acc.shapes:
-        if arch.attention_heads % shape.count == 0:
-            by_count.setdefault(shape.count, shape)
-    return [by_count[c] for c in sorted(by_count)]
-
-
-def _fit(
-    acc: catalog.Accelerator,
-    arch: Architecture,
-    need: float,
-    devices: int | None,
-) -> tuple[catalog.MachineShape, int] | None:
-    """(shape, pipeline stages) holding ``need`` bytes, or None."""
-    per_device = usable_bytes_per_device(acc)
-    shapes = _candidates(acc, arch)
-    if devices is not None:
-        shapes = [s for s in shapes if s.count == devices]
-    for shape in shapes:
-        if need <= shape.count * per_device:
-            return shape, 1
-    if devices is None and shapes and acc.kind == "gpu":
-        largest = shapes[-1]
-        for stages in range(2, MAX_PIPELINE_STAGES + 1):
-            if arch.layers % stages == 0 and need <= stages * largest.count * per_device:
-                return largest, stages
-    return None
-
-
-def nearest_fits(spec: WorkloadSpec, arch: Architecture, limit: int = 5) -> list[str]:
-    """Shapes on other accelerators or precisions that would hold the same model."""
-    options: list[tuple[float, str]] = []
-    context = spec.context_length
-    for acc in catalog.CATALOG:
-        for precision in BYTES_PER_PARAMETER:
-            if precision == "fp16":
-                continue
-            if acc.kind == "tpu" and precision != "bf16":
-                continue
-            if precision == "fp8" and not acc.fp8:
-                continue
-            kv_dtype = spec.kv_cache_dtype if acc.fp8 else "auto"
-            need = weights_bytes(arch, precision) + context * spec.concurrency * kv_bytes_per_token(
-                arch, kv_dtype
-            )
-            found = _fit(acc, arch, need, None)
-            if found is None or found[1] > 1:
-                continue
-            shape, _ = found
-            total = shape.count * acc.memory_gib
-            options.append(
-                (total, f"{shape.machine_type} ({shape.count}x {acc.key}) in {precision}")
-            )
-    return [text for _, text in sorted(options)[:limit]]
-
-
-def size(spec: WorkloadSpec, devices: int | None = None) -> Sizing:
-    """Size a model-serving spec; SpecError (with the numbers) if it cannot fit."""
+def _input_problems(spec: WorkloadSpec, arch: Architecture, tp: int | None) -> list[Problem]:
     acc = spec.accelerator_info
-    arch = resolve_architecture(spec)
-    if arch is None or spec.model is None:
-        raise SpecError(f"Cannot size workload {spec.name!r}", [Problem("model", "is required")])
-    problems = _quantization(spec, acc)
+    problems = quantization_problems(spec, acc)
     if spec.context_length > arch.max_context:
         problems.append(
             Problem(
@@ -356,74 +241,186 @@ def size(spec: WorkloadSpec, devices: int | None = None) -> Sizing:
                 f"{spec.context_length} exceeds the model's maximum context {arch.max_context}",
             )
         )
-    if devices is not None and devices not in {s.count for s in acc.shapes}:
-        problems.append(
-            Problem(
-                "devices",
-                f"{devices} is not a {acc.key} node size; accepted: "
-                + ", ".join(str(c) for c in sorted({s.count for s in acc.shapes})),
+    if tp is not None:
+        why = tensor_parallel_problem(arch, tp)
+        if why is None and shape_for(acc, tp) is None:
+            counts = ", ".join(str(c) for c in sorted({s.count for s in acc.shapes}))
+            why = f"no {acc.key} machine has {tp} devices (machines have {counts})"
+        if why is not None:
+            accepted = [
+                d
+                for d in TENSOR_PARALLEL_DEGREES
+                if tensor_parallel_problem(arch, d) is None and shape_for(acc, d) is not None
+            ]
+            problems.append(
+                Problem(
+                    "tensorParallel",
+                    f"{tp} cannot serve this model on {acc.key}: {why}; accepted: "
+                    + (", ".join(map(str, accepted)) or "none"),
+                )
             )
+    return problems
+
+
+def _does_not_fit(spec: WorkloadSpec, need: Need, tp: int | None) -> SpecError:
+    acc = spec.accelerator_info
+    count = tp or max(s.count for s in acc.shapes)
+    usable = count * usable_bytes_per_device(acc)
+    kv = need.kv(count, acc.kind)
+    numbers = (
+        f"weights {need.weights / GIB:.1f} GiB ({need.arch.parameters_billions:g}B x "
+        f"{BYTES_PER_PARAMETER[spec.precision]:g} bytes, {spec.precision}) + KV cache "
+        f"{kv / GIB:.1f} GiB ({spec.context_length} tokens x {spec.concurrency} sequences) = "
+        f"{(need.weights + kv) / GIB:.1f} GiB, but {count}x {acc.key} give "
+        f"{usable / GIB:.1f} GiB usable ({acc.memory_gib:.1f} GiB x "
+        f"{memory_utilization(acc):.2f} - {RUNTIME_RESERVE_GIB[acc.kind]:g} GiB reserved, "
+        "per device)"
+    )
+    hints = nearest_fits(need)
+    suggestion = (
+        "; shapes that would fit: " + ", ".join(hints)
+        if hints
+        else "; lower contextLength or concurrency"
+    )
+    return SpecError(
+        f"Workload {spec.name!r} does not fit", [Problem("accelerator", numbers + suggestion)]
+    )
+
+
+def _reasons(spec: WorkloadSpec, need: Need, layout: Layout, max_num_seqs: int) -> list[str]:
+    acc = spec.accelerator_info
+    arch = need.arch
+    tp = layout.tensor_parallel
+    per_device = usable_bytes_per_device(acc)
+    reasons: list[str] = []
+    if spec.tensor_parallel is not None:
+        reasons.append(f"tensor parallel {tp}: pinned by the spec (tensorParallel)")
+    elif layout.pipeline_parallel == 1:
+        skipped = []
+        for degree in TENSOR_PARALLEL_DEGREES:
+            if degree >= tp:
+                break
+            why = tensor_parallel_problem(arch, degree)
+            if why is None and shape_for(acc, degree) is None:
+                why = f"no {degree}-device {acc.key} machine"
+            if why is None:
+                why = (
+                    f"{need.total(degree, acc.kind) / GIB:.1f} GiB needed > "
+                    f"{degree * per_device / GIB:.1f} GiB usable"
+                )
+            skipped.append(f"TP {degree}: {why}")
+        reasons.append(
+            f"tensor parallel {tp}: the smallest degree that divides the heads and holds "
+            f"weights + KV for {spec.concurrency} x {spec.context_length} tokens"
+            + (f" ({'; '.join(skipped)})" if skipped else "")
         )
+    else:
+        reasons.append(
+            f"no single {acc.key} machine holds {need.total(tp, acc.kind) / GIB:.1f} GiB: "
+            f"tensor parallel {tp} within a node, {layout.pipeline_parallel} pipeline "
+            "stages across nodes"
+        )
+    if layout.shape.count > tp and layout.pipeline_parallel == 1:
+        reasons.append(
+            f"{layout.shape.machine_type}: the smallest {acc.key} machine with >= {tp} devices; "
+            f"pods request {tp}, so {layout.shape.count // tp} replicas share a node"
+        )
+    replication = kv_replication(arch, tp)
+    if replication > 1:
+        reasons.append(
+            f"KV heads replicated x{replication}: TP {tp} > {arch.kv_heads} KV heads, "
+            "each rank keeps a copy (included in the KV figures)"
+        )
+    if arch.sliding_window is not None:
+        if acc.kind == "gpu":
+            reasons.append(
+                f"sliding window: {arch.sliding_layers} of {arch.layers} layers keep at most "
+                f"{arch.sliding_window} + {GPU_BLOCK_SIZE} tokens (vLLM's hybrid KV-cache "
+                f"manager), {arch.full_attention_layers} keep the whole context"
+            )
+        else:
+            reasons.append(
+                "sliding window not credited on TPU: every layer is sized for the whole context"
+            )
+    typical = min(TYPICAL_REQUEST_TOKENS, spec.context_length)
+    reasons.append(
+        f"--max-num-seqs {max_num_seqs}: the {typical}-token sequences the KV budget holds, "
+        f"within [concurrency {spec.concurrency}, vLLM's default "
+        f"{vllm_default_max_num_seqs(acc)}]; wider batches would only be preempted"
+    )
+    return reasons
+
+
+def size(spec: WorkloadSpec, devices: int | None = None) -> Sizing:
+    """Size a model-serving spec; SpecError (with the numbers) if it cannot fit.
+
+    ``devices`` (the CLI's ``--devices``) pins the tensor-parallel degree like
+    the spec's ``tensorParallel``.
+    """
+    acc = spec.accelerator_info
+    arch = resolve_architecture(spec)
+    if arch is None or spec.model is None:
+        raise SpecError(f"Cannot size workload {spec.name!r}", [Problem("model", "is required")])
+    tp = devices if devices is not None else spec.tensor_parallel
+    problems = _input_problems(spec, arch, tp)
     if problems:
         raise SpecError(f"Cannot size workload {spec.name!r}", problems)
-
-    weights = weights_bytes(arch, spec.precision)
-    per_token = kv_bytes_per_token(arch, spec.kv_cache_dtype)
-    kv_needed = spec.context_length * spec.concurrency * per_token
-    found = _fit(acc, arch, weights + kv_needed, devices)
-    if found is None:
-        count = devices or max(s.count for s in acc.shapes)
-        usable = count * usable_bytes_per_device(acc)
-        util = memory_utilization(acc)
-        numbers = (
-            f"weights {weights / GIB:.1f} GiB ({arch.parameters_billions:g}B x "
-            f"{BYTES_PER_PARAMETER[spec.precision]:g} bytes, {spec.precision}) + KV cache "
-            f"{kv_needed / GIB:.1f} GiB ({spec.context_length} tokens x {spec.concurrency} sequences "
-            f"x {per_token / 1024:.0f} KiB/token) = {(weights + kv_needed) / GIB:.1f} GiB, but "
-            f"{count}x {acc.key} give {usable / GIB:.1f} GiB usable ({acc.memory_gib:g} GiB x "
-            f"{util:.2f} - {RUNTIME_OVERHEAD_GIB[acc.kind]:g} GiB runtime, per device)"
-        )
-        hints = nearest_fits(spec, arch)
-        suggestion = (
-            "; shapes that would fit: " + ", ".join(hints)
-            if hints
-            else "; lower contextLength or concurrency"
-        )
-        raise SpecError(
-            f"Workload {spec.name!r} does not fit", [Problem("accelerator", numbers + suggestion)]
-        )
-    shape, stages = found
-    usable_total = shape.count * stages * usable_bytes_per_device(acc)
-    # vLLM's default batch width: the scheduler admits a sequence only when the
-    # KV blocks for its prompt are free and preempts the newest when decoding
-    # runs out, so the KV budget sized above (concurrency x contextLength fits
-    # without preemption) is what protects against thrash, not a smaller cap;
-    # shorter requests use the width. Never below the spec's concurrency.
-    max_num_seqs = max(spec.concurrency, vllm_default_max_num_seqs(acc))
-    class_name = class_for(spec, shape)
+    need = Need(arch, spec.precision, spec.kv_cache_dtype, spec.context_length, spec.concurrency)
+    layout = fit_layout(acc, need, tp)
+    if layout is None:
+        raise _does_not_fit(spec, need, tp)
+    degree = layout.tensor_parallel
+    usable_total = layout.devices * usable_bytes_per_device(acc)
+    sequence = kv_bytes_per_sequence(
+        arch, spec.kv_cache_dtype, degree, spec.context_length, acc.kind
+    )
+    typical = kv_bytes_per_sequence(
+        arch,
+        spec.kv_cache_dtype,
+        degree,
+        min(TYPICAL_REQUEST_TOKENS, spec.context_length),
+        acc.kind,
+    )
+    held = int((usable_total - need.weights) // typical)
+    max_num_seqs = max(spec.concurrency, min(vllm_default_max_num_seqs(acc), held))
     model = spec.model
     return Sizing(
         accelerator=acc,
-        shape=shape,
-        tensor_parallel=shape.count,
-        pipeline_parallel=stages,
-        weights_gib=weights / GIB,
-        kv_bytes_per_token=per_token,
-        kv_cache_gib=kv_needed / GIB,
+        shape=layout.shape,
+        tensor_parallel=degree,
+        pipeline_parallel=layout.pipeline_parallel,
+        weights_gib=need.weights / GIB,
+        kv_bytes_per_token=kv_bytes_per_token(arch, spec.kv_cache_dtype, degree),
+        kv_replication=kv_replication(arch, degree),
+        kv_sequence_bytes=sequence,
+        typical_sequence_bytes=typical,
+        kv_cache_gib=need.kv(degree, acc.kind) / GIB,
         usable_gib=usable_total / GIB,
         gpu_memory_utilization=memory_utilization(acc),
         max_model_len=spec.context_length,
         max_num_seqs=max_num_seqs,
+        concurrency=spec.concurrency,
         quantization=quantization_flag(spec),
         kv_cache_dtype=spec.kv_cache_dtype,
         block_size=GPU_BLOCK_SIZE if acc.kind == "gpu" else None,
-        compute_class=class_name,
+        compute_class=class_for(spec, layout.shape),
         model_path=MODEL_MOUNT,
         served_model_name=model.id if not model.in_bucket else spec.name,
         model_bucket=model.bucket,
         model_dir=model.bucket_path.strip("/"),
         model_key=model_key(model.bucket_path, model.bucket),
         extra_args=list(spec.server.extra_args),
+        reasons=tuple(_reasons(spec, need, layout, max_num_seqs)),
+    )
+
+
+def alternatives(spec: WorkloadSpec) -> list[str]:
+    """Single-node shapes that would hold the spec's model (for specs that span nodes)."""
+    arch = resolve_architecture(spec)
+    if arch is None:
+        return []
+    return nearest_fits(
+        Need(arch, spec.precision, spec.kv_cache_dtype, spec.context_length, spec.concurrency)
     )
 
 

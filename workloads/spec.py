@@ -61,6 +61,11 @@ class Architecture(StrictModel):
     kv_heads: int = Field(gt=0, le=1024)
     head_dim: int = Field(gt=0, le=1024)
     max_context: int = Field(gt=0, le=10_000_000)
+    # Sliding-window (local) attention, from config.json's ``sliding_window``
+    # and the local:global layer pattern (Gemma 2: 2, every other layer global;
+    # Gemma 3: 6, every sixth layer global; unset: every layer slides).
+    sliding_window: int | None = Field(default=None, gt=0, le=10_000_000)
+    sliding_window_pattern: int | None = Field(default=None, ge=2, le=512)
 
     @pydantic.model_validator(mode="after")
     def _heads(self) -> Architecture:
@@ -68,7 +73,22 @@ class Architecture(StrictModel):
             raise ValueError(
                 "attentionHeads must be a multiple of kvHeads (grouped-query attention)"
             )
+        if self.sliding_window_pattern is not None and self.sliding_window is None:
+            raise ValueError("slidingWindowPattern needs slidingWindow (the window in tokens)")
         return self
+
+    @property
+    def full_attention_layers(self) -> int:
+        """Layers that attend to the whole context (every ``pattern``-th layer)."""
+        if self.sliding_window is None:
+            return self.layers
+        if self.sliding_window_pattern is None:
+            return 0
+        return self.layers // self.sliding_window_pattern
+
+    @property
+    def sliding_layers(self) -> int:
+        return self.layers - self.full_attention_layers
 
 
 class ModelSettings(StrictModel):
@@ -224,6 +244,8 @@ class WorkloadSpec(StrictModel):
     routing: RoutingSettings = RoutingSettings()
     batch: BatchSettings | None = None
     streaming: StreamingSettings | None = None
+    # Pin vLLM's --tensor-parallel-size (default: the smallest degree that fits).
+    tensor_parallel: Literal[1, 2, 4, 8, 16] | None = None
     comfyui: ComfyUISettings | None = None
     hugging_face_token_secret: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,255}$")
 
