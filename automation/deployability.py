@@ -14,7 +14,7 @@ from pathlib import Path
 
 from gke_inference.core.settings import PlatformSettings, parse_settings, project_config
 from gke_inference.core.stack_config import load_stack_config, to_engine_config
-from gke_inference.inference.compute_classes import enabled_classes
+from gke_inference.inference.compute_classes import enabled_classes, queued_node_pools
 from gke_inference.workloads.kinds import Deployment, deployment_for, require_deployable_in
 from gke_inference.workloads.spec import WorkloadSpec
 
@@ -39,7 +39,8 @@ def environment_classes(settings: PlatformSettings) -> dict[str, str]:
 
 def checked_deployment(project_dir: Path, environment: str, spec: WorkloadSpec) -> Deployment:
     """``deployment_for(spec)``, checked against every rule of ``environment`` (its compute
-    classes, production readiness, its gateway) as the workload program will check it."""
+    classes and queued pools, production readiness, its gateway) as the workload program
+    will check it."""
     deployment = deployment_for(spec)
     settings = environment_settings(project_dir, environment)
     require_deployable_in(
@@ -47,5 +48,6 @@ def checked_deployment(project_dir: Path, environment: str, spec: WorkloadSpec) 
         environment=settings.environment,
         classes=environment_classes(settings),
         gateway_exposure=settings.inference.gateway.exposure,
+        queued_pools=queued_node_pools(settings),
     )
     return deployment

@@ -1,4 +1,28 @@
-"""Accelerator capacity: static node pools (Standard) and NAP ceilings."""
+"""Accelerator capacity: static node pools (Standard) and NAP ceilings.
+
+Every static pool is reachable by some pod (which class reaches which pool is
+decided in :mod:`gke_inference.inference.compute_classes`, a pure function of
+the settings, so specs are checked against it without this module's SDK):
+
+- A pool that is not queued belongs to one compute class. GKE schedules the
+  pods of a class on a manually created pool only when the pool carries the
+  node label ``cloud.google.com/compute-class: <class>`` and the taint
+  ``cloud.google.com/compute-class=<class>:NoSchedule``, and a pool belongs to
+  one class (GKE, "About custom ComputeClasses", "Configure manually-created
+  node pools for ComputeClass use"; pods that select the class need no
+  toleration of their own, as on the nodes GKE auto-creates for it). The class
+  names the pool in a ``nodepools`` priority rule ahead of its declarative
+  rules, which is how GKE consumes a reservation bound to a manually created
+  pool ("Consume reservations in manually created node pools").
+- A queued pool (flex-start with queued provisioning, "DWS") belongs to no
+  class: GKE adds its nodes only for a ProvisioningRequest, and only pods that
+  consume one run there (batch ``capacity: queued``,
+  :mod:`gke_inference.workloads.queued`). It carries the taint GKE documents
+  for such pools, ``cloud.google.com/gke-queued=true:NoSchedule``, which only
+  those Jobs tolerate.
+
+In Autopilot no pool is created.
+"""
 
 from __future__ import annotations
 
@@ -10,17 +34,26 @@ from pulumi_gcp import container
 from gke_inference.core.components import child_options
 from gke_inference.core.settings import AcceleratorPool, PlatformSettings
 from gke_inference.inference.catalog import CATALOG, lookup
+from gke_inference.inference.compute_classes import COMPUTE_CLASS_LABEL, QUEUED_TAINT, pool_class
 from gke_inference.platform.cluster import ResourceLimit, hardened_node_config
-
-# How a pool gets capacity -> the taint that keeps other pods away from it.
-PROVISIONING_TAINT = "gke-inference/provisioning"
 
 
 def nap_limits(settings: PlatformSettings) -> list[ResourceLimit]:
-    """One node auto-provisioning ceiling per catalog accelerator (0 = never auto-create)."""
-    overrides = settings.inference.nap_max_devices
+    """One node auto-provisioning ceiling per catalog accelerator (0 = never auto-create).
+
+    The ceiling is ``inference.napMaxDevices`` or the catalog default for an
+    accelerator that an enabled class uses, 0 for every other one
+    (``InferenceSettings.nap_ceiling``; settings refuse a ceiling below one node).
+    These limits are cluster-wide: GKE enforces them on the resources of all
+    node pools, not just auto-provisioned ones, and the cluster autoscaler adds
+    no node, in any pool, that would exceed one (GKE, "About node
+    auto-provisioning": Resource limits; the cluster autoscaler's
+    ``--gpu-total`` counts every GPU in the cluster). So the static pools'
+    nodes count against them too: a ceiling below what the pools may hold
+    stops them from growing.
+    """
     return [
-        ResourceLimit(acc.nap_resource, maximum=overrides.get(acc.key, acc.default_max_devices))
+        ResourceLimit(acc.nap_resource, maximum=settings.inference.nap_ceiling(acc))
         for acc in CATALOG
     ]
 
@@ -55,6 +88,13 @@ class AcceleratorPools(pulumi.ComponentResource):
     ) -> container.NodePool:
         s = args.settings
         acc, shape = lookup(pool.machine_type)
+        labels = {"resource-type": acc.kind, "gke-inference/accelerator": acc.key}
+        compute_class = pool_class(pool, s.inference.cost_optimized_classes)
+        if compute_class is None:
+            taint = QUEUED_TAINT
+        else:
+            labels[COMPUTE_CLASS_LABEL] = compute_class
+            taint = (COMPUTE_CLASS_LABEL, compute_class)
         accelerators = None
         if acc.kind == "gpu":
             accelerators = [
@@ -105,10 +145,13 @@ class AcceleratorPools(pulumi.ComponentResource):
                 service_account=args.node_service_account,
                 disk_type="pd-balanced" if acc.kind == "tpu" else "pd-ssd",
                 disk_size_gb=200,
-                labels={"resource-type": acc.kind, "gke-inference/accelerator": acc.key},
+                labels=labels,
                 resource_labels=s.common_labels,
-                taint=(PROVISIONING_TAINT, pool.provisioning),
+                taint=taint,
                 spot=pool.provisioning == "spot",
+                # Queued provisioning runs on flex-start VMs: GKE asks for both flags
+                # on the pool ("you have to add --flex-start and --enable-queued-provisioning").
+                flex_start=True if pool.provisioning == "queued" else None,
                 guest_accelerators=accelerators,
                 reservation_affinity=reservation,
             ),

@@ -15,9 +15,14 @@ from gke_inference.core.settings import PlatformSettings
 from gke_inference.inference.capacity import AcceleratorPools, AcceleratorPoolsArgs
 from gke_inference.inference.catalog import Accelerator, MachineShape
 from gke_inference.inference.cluster_addons import ClusterAddons, ClusterAddonsArgs
-from gke_inference.inference.compute_classes import compute_class_spec, enabled_classes
+from gke_inference.inference.compute_classes import (
+    class_node_pools,
+    compute_class_spec,
+    enabled_classes,
+)
 from gke_inference.inference.gateway import InferenceGateway, InferenceGatewayArgs
 from gke_inference.inference.inference_extension import InferenceExtension
+from gke_inference.inference.leader_worker_set import LeaderWorkerSetController
 from gke_inference.inference.metrics_adapter import MetricsAdapter, MetricsAdapterArgs
 from gke_inference.inference.model_storage import ModelBucket, ModelBucketArgs
 from gke_inference.inference.observability import (
@@ -30,10 +35,18 @@ from gke_inference.platform.kubeconfig import kubernetes_provider
 
 
 def _class_spec(
-    acc: Accelerator, shape: MachineShape, cost_optimized: bool, node_service_account: str
+    acc: Accelerator,
+    shape: MachineShape,
+    cost_optimized: bool,
+    node_pools: list[list[str]],
+    node_service_account: str,
 ) -> dict[str, Any]:
     return compute_class_spec(
-        acc, shape, cost_optimized=cost_optimized, node_service_account=node_service_account
+        acc,
+        shape,
+        cost_optimized=cost_optimized,
+        node_service_account=node_service_account,
+        node_pools=node_pools,
     )
 
 
@@ -114,6 +127,7 @@ class InferencePlatform(pulumi.ComponentResource):
             k8s_opts,
         )
         InferenceExtension(f"{name}-extension", k8s_opts)
+        LeaderWorkerSetController(f"{name}-lws", k8s_opts)
         InferenceGateway(
             f"{name}-gateway",
             InferenceGatewayArgs(inf.gateway, addons.gateway_namespace),
@@ -121,11 +135,16 @@ class InferencePlatform(pulumi.ComponentResource):
         )
 
         self.compute_classes = {}
+        pools_of = class_node_pools(s)
         for enabled in enabled_classes(inf.accelerators, inf.cost_optimized_classes):
             self.compute_classes[enabled.key] = enabled.name
             spec = base.node_identity.email.apply(
                 functools.partial(
-                    _class_spec, enabled.accelerator, enabled.shape, enabled.cost_optimized
+                    _class_spec,
+                    enabled.accelerator,
+                    enabled.shape,
+                    enabled.cost_optimized,
+                    pools_of.get(enabled.name, []),
                 )
             )
             k8s.apiextensions.CustomResource(

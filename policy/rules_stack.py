@@ -22,6 +22,7 @@ from gke_inference.policy.config import param
 from gke_inference.policy.props import get, items, number, obj, short_type
 from gke_inference.policy.rules_kubernetes import (
     DEPLOYMENT,
+    LEADER_WORKER_SET,
     PodSpec,
     accelerator_counts,
     containers,
@@ -107,6 +108,11 @@ def _labels(args: StackValidationArgs, report: ReportViolation) -> None:
 # --------------------------------------------------------------------------- online workloads
 
 
+# Serving workload kinds -> the scaleTargetRef kind of their HPA. A LeaderWorkerSet
+# runs one replica as a group of pods on several nodes; only its leaders serve.
+SERVING_KINDS = {DEPLOYMENT: "Deployment", LEADER_WORKER_SET: "LeaderWorkerSet"}
+
+
 @dataclass
 class Workload:
     resource: PolicyResource
@@ -115,8 +121,19 @@ class Workload:
     pods: list[PodSpec]
 
     @property
+    def kind(self) -> str:
+        return SERVING_KINDS[self.resource.resource_type]
+
+    @property
     def pod_labels(self) -> Mapping[str, Any]:
         return self.pods[0].labels if self.pods else {}
+
+    @property
+    def serving_pods(self) -> list[PodSpec]:
+        """The pods that take traffic: all of a Deployment's, a LeaderWorkerSet's leaders."""
+        if self.resource.resource_type == LEADER_WORKER_SET:
+            return [p for p in self.pods if ".leaderTemplate." in p.path]
+        return self.pods
 
 
 def _meta(resource: PolicyResource) -> tuple[str, str | None]:
@@ -130,12 +147,14 @@ def _same_namespace(a: str | None, b: str | None) -> bool:
 
 
 def deployments(args: StackValidationArgs) -> list[Workload]:
+    """Deployments and LeaderWorkerSets (the kinds a model server runs as)."""
     found = []
     for resource in args.resources:
-        if resource.resource_type != DEPLOYMENT:
+        if resource.resource_type not in SERVING_KINDS:
             continue
         name, namespace = _meta(resource)
-        found.append(Workload(resource, name, namespace, pod_specs(DEPLOYMENT, resource.props)))
+        pods = pod_specs(resource.resource_type, resource.props)
+        found.append(Workload(resource, name, namespace, pods))
     return found
 
 
@@ -160,7 +179,7 @@ def _hpas_for(args: StackValidationArgs, workload: Workload) -> list[PolicyResou
         target = obj(get(resource.props, "spec", "scaleTargetRef"))
         _, namespace = _meta(resource)
         if (
-            target.get("kind") == "Deployment"
+            target.get("kind") == workload.kind
             and target.get("name") == workload.name
             and _same_namespace(namespace, workload.namespace)
         ):
@@ -170,13 +189,13 @@ def _hpas_for(args: StackValidationArgs, workload: Workload) -> list[PolicyResou
 
 @RULES.stack("k8s-online-workload-has-hpa")
 def _hpa_coverage(args: StackValidationArgs, report: ReportViolation) -> None:
-    """Every online inference Deployment has an HPA with maxReplicas targeting it."""
+    """Every online inference Deployment or LeaderWorkerSet has an HPA with maxReplicas targeting it."""
     for workload in online_workloads(args):
         hpas = _hpas_for(args, workload)
         if not hpas:
             report(
                 f"Online workload {workload.name} has no HorizontalPodAutoscaler. Add an "
-                f"autoscaling/v2 HPA with scaleTargetRef {{kind: Deployment, name: "
+                f"autoscaling/v2 HPA with scaleTargetRef {{kind: {workload.kind}, name: "
                 f"{workload.name}}} and a maxReplicas bound.",
                 workload.resource.urn,
             )
@@ -210,7 +229,7 @@ def selector_matches(selector: Mapping[str, Any], labels: Mapping[str, Any]) -> 
 
 @RULES.stack("k8s-online-workload-has-pdb")
 def _pdb_coverage(args: StackValidationArgs, report: ReportViolation) -> None:
-    """Every online inference Deployment has a PodDisruptionBudget selecting its pods."""
+    """Every online inference Deployment or LeaderWorkerSet has a PodDisruptionBudget selecting its pods."""
     pdbs = [r for r in args.resources if r.resource_type == PDB]
     for workload in online_workloads(args):
         covered = any(
@@ -241,9 +260,9 @@ def serving_containers(pod: PodSpec) -> list[tuple[str, Mapping[str, Any]]]:
 
 @RULES.stack("k8s-online-workload-readiness-probe")
 def _readiness(args: StackValidationArgs, report: ReportViolation) -> None:
-    """The serving container of every online inference Deployment has a readiness probe."""
+    """The serving container of every online inference Deployment (LeaderWorkerSet: its leaders) has a readiness probe."""
     for workload in online_workloads(args):
-        for pod in workload.pods:
+        for pod in workload.serving_pods:
             for path, container in serving_containers(pod):
                 if not isinstance(container.get("readinessProbe"), Mapping):
                     report(

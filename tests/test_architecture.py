@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -241,10 +242,8 @@ def test_every_kind_is_built_and_serving_kinds_are_sized() -> None:
     assert (comfy.sizing, comfy.compute_class) == (None, "gpu-l4-x1-co")
 
 
-@pytest.mark.parametrize("kind", ["online", "batch", "streaming"])
-def test_a_spec_that_needs_two_nodes_is_refused_before_any_resource(kind: str) -> None:
-    # Llama 3.3 70B on L4 needs two nodes of 8 (pipeline parallelism); every
-    # component runs a replica on one node, so this is the spec's error.
+def _two_node_spec(kind: str) -> dict[str, Any]:
+    # Llama 3.3 70B on L4 needs two nodes of 8 (pipeline parallelism).
     data = {
         "name": "big", "kind": kind, "accelerator": "l4", "concurrency": 16,
         "model": {"id": "meta-llama/Llama-3.3-70B-Instruct", "preset": "llama-3.3-70b"},
@@ -252,10 +251,24 @@ def test_a_spec_that_needs_two_nodes_is_refused_before_any_resource(kind: str) -
     }  # fmt: skip
     if kind != "batch":
         del data["batch"]
+    return data
+
+
+def test_a_batch_spec_that_needs_two_nodes_is_refused_before_any_resource() -> None:
+    # A batch Job runs one pod per shard: a replica cannot span nodes there.
     with pytest.raises(SpecError) as info:
-        deployment_for(parse_spec(data))
+        deployment_for(parse_spec(_two_node_spec("batch")))
     assert "2 nodes of g2-standard-96" in str(info.value)
-    assert f"{KINDS[kind].component} runs a replica on one node" in str(info.value)
+    assert "BatchInference runs a replica on one node" in str(info.value)
+    assert "shapes that fit one node:" in str(info.value)
+
+
+@pytest.mark.parametrize("kind", ["online", "streaming"])
+def test_serving_kinds_span_nodes_as_one_group(kind: str) -> None:
+    deployment = deployment_for(parse_spec(_two_node_spec(kind)))
+    assert KINDS[kind].multi_host
+    sizing = deployment.require_sizing()
+    assert (sizing.nodes, sizing.devices_per_pod, sizing.devices) == (2, 8, 16)
 
 
 def test_streaming_bounds_are_spec_errors() -> None:

@@ -143,10 +143,15 @@ def test_undeployable_spec_exits_2_before_any_operation(
         assert code == 2, command
         assert NOT_IN_DEV in err and "inference.accelerators" in err
         assert out == ""  # no "Updating (...)": the operation never started
-    # a spec deployment_for rejects (one replica would span two nodes)
+    # a spec deployment_for rejects (one batch replica would span two nodes)
     spec = yaml.safe_load(Path(LLAMA).read_text(encoding="utf-8"))
+    batch = {"input": "gs://acme-in/x", "output": "gs://acme-out/y", "shards": 4}
     two_nodes = tmp_path / "two-nodes.yaml"
-    two_nodes.write_text(yaml.safe_dump({**spec, "accelerator": "l4", "concurrency": 64}))
+    two_nodes.write_text(
+        yaml.safe_dump(
+            {**spec, "kind": "batch", "accelerator": "l4", "concurrency": 64, "batch": batch}
+        )
+    )
     code, out, err = run(
         capsys, "workload", "up", "--stack", "dev", "--file", str(two_nodes), *offline
     )

@@ -316,6 +316,10 @@ def test_422_lists_field_errors(client: TestClient) -> None:
     assert mismatch.json()["detail"][0]["path"] == "name"
 
 
+# A batch Job cannot span nodes (online replicas can: a LeaderWorkerSet group).
+BATCH = {"input": "gs://acme-in/x", "output": "gs://acme-out/y", "shards": 4}
+
+
 def operations_recorded(tmp_path: Path) -> int:
     with contextlib.closing(sqlite3.connect(tmp_path / "service.db")) as conn:
         count: int = conn.execute("SELECT count(*) FROM operations").fetchone()[0]
@@ -326,9 +330,12 @@ def operations_recorded(tmp_path: Path) -> int:
     ("spec", "says"),
     [
         (LLAMA, "'gpu-h100-80gb-x4', which this environment does not enable"),
-        ({**LLAMA, "accelerator": "l4", "concurrency": 64}, "pipeline parallelism"),
+        (
+            {**LLAMA, "kind": "batch", "accelerator": "l4", "concurrency": 64, "batch": BATCH},
+            "pipeline parallelism",
+        ),
     ],
-    ids=["class-not-enabled", "replica-spans-two-nodes"],
+    ids=["class-not-enabled", "batch-replica-spans-two-nodes"],
 )
 def test_422_for_a_spec_the_environment_cannot_deploy(
     client: TestClient, tmp_path: Path, spec: dict[str, Any], says: str

@@ -96,14 +96,16 @@ def classes(plan: Plan) -> dict[str, dict[str, Any]]:
 def test_compute_classes_fall_back_in_order(plan_of: Any) -> None:
     found = classes(plan_of("prod"))
     h100 = found["gpu-h100-80gb-x8"]["spec"]
-    assert [_capacity(r) for r in h100["priorities"]] == list(DEFAULT_CHAIN)
-    assert all(r["machineType"] == "a3-highgpu-8g" for r in h100["priorities"])
+    # after the static pools of the class (tests/test_capacity.py)
+    rules = [r for r in h100["priorities"] if "nodepools" not in r]
+    assert [_capacity(r) for r in rules] == list(DEFAULT_CHAIN)
+    assert all(r["machineType"] == "a3-highgpu-8g" for r in rules)
     assert all(r["gpu"] == {"type": "nvidia-h100-80gb", "count": 8, "driverVersion": "latest"}
-               for r in h100["priorities"])  # fmt: skip
+               for r in rules)  # fmt: skip
     assert h100["nodePoolAutoCreation"] == {"enabled": True}
     assert h100["nodePoolConfig"]["imageStreaming"] == {"enabled": True}
     assert h100["nodePoolConfig"]["serviceAccount"].startswith("inf-prod-nodes@")
-    flex = h100["priorities"][2]
+    flex = rules[2]
     assert flex["maxRunDurationSeconds"] == 604800
 
 
@@ -132,7 +134,16 @@ def test_accelerator_pools_and_nap_limits(plan_of: Any) -> None:
         assert accelerator["gpuDriverInstallationConfig"]["gpuDriverVersion"] == "LATEST"
         assert config["gvnic"] == {"enabled": True} and config["gcfsConfig"] == {"enabled": True}
         assert pool["autoscaling"]["minNodeCount"] == 0  # scale to zero
-        assert config["taints"][0]["key"] == "gke-inference/provisioning"
+    # Each pool is reserved for what reaches it (tests/test_capacity.py): its compute
+    # class, or the ProvisioningRequests of queued batch Jobs.
+    assert reserved["nodeConfig"]["taints"] == [
+        {
+            "key": "cloud.google.com/compute-class",
+            "value": "gpu-h100-80gb-x8",
+            "effect": "NO_SCHEDULE",
+        }
+    ]
+    assert dws["nodeConfig"]["taints"][0]["key"] == "cloud.google.com/gke-queued"
     spot = {p.inputs["name"]: p.inputs for p in plan_of("dev").by_type(NODE_POOL)}["l4-spot"]
     assert spot["nodeConfig"]["spot"] is True
     limits = {
@@ -229,7 +240,7 @@ def test_outputs_contract_is_complete(any_plan: Plan) -> None:
         "projectId", "region", "clusterName", "clusterLocation", "clusterEndpoint",
         "clusterCaCertificate", "kubeconfig", "workloadNamespace", "modelBucket",
         "artifactRegistry", "gatewayName", "gatewayNamespace", "computeClasses",
-        "workloadIdentityPool", "mode",
+        "workloadIdentityPool", "mode", "queuedNodePools",
     }  # fmt: skip
     assert contract <= set(any_plan.outputs)
     assert "kubeconfig" in any_plan.secret_outputs

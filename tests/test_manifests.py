@@ -190,6 +190,7 @@ def builtins(opts: pulumi.ResourceOptions) -> None:
 
 COMPUTE_CLASS = {
     "priorities": [
+        {"nodepools": ["l4-reserved-a", "l4-reserved-b"]},
         {
             "machineType": "g2-standard-8",
             "gpu": {"type": "nvidia-l4", "count": 1, "driverVersion": "latest"},
@@ -233,6 +234,23 @@ WIDGET_CRD: dict[str, Any] = {
             },
         }
     ],
+}
+
+
+LEADER_WORKER_SET: dict[str, Any] = {
+    "replicas": 1,
+    "startupPolicy": "LeaderCreated",
+    "leaderWorkerTemplate": {
+        "size": 2,
+        "restartPolicy": "RecreateGroupOnPodRestart",
+        "leaderTemplate": POD_TEMPLATE,
+        "workerTemplate": POD_TEMPLATE,
+    },
+    "rolloutStrategy": {
+        "type": "RollingUpdate",
+        "rollingUpdateConfiguration": {"maxSurge": 1, "maxUnavailable": 0},
+    },
+    "networkConfig": {"subdomainPolicy": "Shared"},
 }
 
 
@@ -358,6 +376,17 @@ def custom_resources(opts: pulumi.ResourceOptions) -> None:
                 "failurePolicy": {"maxRestarts": 3},
             },
         ),
+        custom(
+            "eval",
+            "autoscaling.x-k8s.io/v1",
+            "ProvisioningRequest",
+            {
+                "provisioningClassName": "queued-provisioning.gke.io",
+                "parameters": {"maxRunDurationSeconds": "604800"},
+                "podSets": [{"count": 2, "podTemplateRef": {"name": "eval"}}],
+            },
+        ),
+        custom("big", "leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet", LEADER_WORKER_SET),
     ]
     for build in builders:
         build(opts)
@@ -563,6 +592,43 @@ def test_unknown_field_in_a_compute_class_priority_fails() -> None:
     }
     typo = next(p for p in problems if p.path.endswith("machineFamly"))
     assert "did you mean 'machineFamily'" in typo.message
+
+
+def test_a_nodepools_rule_holds_nothing_else() -> None:
+    spec = {"priorities": [{"nodepools": ["l4-spot"], "spot": True}, {"nodepools": []}]}
+    problems = problems_of(custom("l4", "cloud.google.com/v1", "ComputeClass", spec, None))
+    assert sorted(p.path for p in problems) == [
+        "spec.priorities[0]",
+        "spec.priorities[1].nodepools",
+    ]
+
+
+def test_leader_worker_set_pod_templates_are_checked_like_a_deployments() -> None:
+    worker = {**POD_TEMPLATE, "spec": {**POD_TEMPLATE["spec"], "restartPolicyy": "Always"}}
+    spec = {
+        **LEADER_WORKER_SET,
+        "leaderWorkerTemplate": {
+            **LEADER_WORKER_SET["leaderWorkerTemplate"],
+            "workerTemplate": worker,
+            "restartPolicy": "RecreateGroup",
+        },
+        "startupPolicy": "LeaderStarted",
+    }
+    problems = problems_of(custom("big", "leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet", spec))
+    paths = sorted(p.path for p in problems)
+    assert "spec.startupPolicy" in paths
+    assert "spec.leaderWorkerTemplate.restartPolicy" in paths
+    assert any(p.startswith("spec.leaderWorkerTemplate.workerTemplate.spec") for p in paths), paths
+
+
+def test_provisioning_request_parameters_are_strings() -> None:
+    spec = {
+        "provisioningClassName": "queued-provisioning.gke.io",
+        "parameters": {"maxRunDurationSeconds": 604800},
+        "podSets": [{"count": 1, "podTemplateRef": {"name": "eval"}}],
+    }
+    problems = problems_of(custom("eval", "autoscaling.x-k8s.io/v1", "ProvisioningRequest", spec))
+    assert [p.path for p in problems] == ["spec.parameters.maxRunDurationSeconds"]
 
 
 def test_a_kind_without_a_schema_is_an_error_not_a_pass() -> None:

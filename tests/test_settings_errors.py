@@ -52,6 +52,17 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, s
             "gke-inference:cluster.sytemPool",
             "accepted: authorizedNetworks",
         ),
+        (
+            ["inference.nodePools[0].machineType=g2-standard-96"],
+            "gke-inference:inference.nodePools[0].machineType",
+            "'g2-standard-96' is not in inference.accelerators, so no compute class would use "
+            "this pool; accepted: g2-standard-8, g2-standard-24",
+        ),
+        (
+            ["inference.accelerators[4]=a3-highgpu-8g"],
+            "gke-inference:inference.napMaxDevices.h100-80gb",
+            "0 is below the 8 devices of one a3-highgpu-8g node",
+        ),
     ],
 )
 def test_bad_setting_exits_2_naming_path_and_value(

@@ -444,17 +444,21 @@ def test_size_explains_memory_and_choices(
         assert fragment in out, fragment
 
 
-def test_a_spec_that_spans_nodes_is_exit_2_with_single_node_alternatives(
+def test_a_batch_spec_that_spans_nodes_is_exit_2_with_single_node_alternatives(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # 70B bf16 x 16 x 8k needs 171.5 GiB: more than one g2-standard-96 (8 L4, 145.96 GiB).
+    # Online serving runs that as a LeaderWorkerSet (tests/test_multihost.py); a batch
+    # Job's pods cannot span nodes.
     file = tmp_path / "big.yaml"
     file.write_text(
-        "name: big\nkind: online\nmodel: {id: a/b, preset: llama-3.3-70b}\n"
+        "name: big\nkind: batch\nmodel: {id: a/b, preset: llama-3.3-70b}\n"
         "accelerator: l4\nconcurrency: 16\n"
+        "batch: {input: gs://acme-in/x, output: gs://acme-out/y, shards: 4}\n"
     )
     code = main(["plan", "--stack", "dev", "--workload", str(file)])
     err = capsys.readouterr().err
     assert code == 2, err
     assert "Traceback" not in err
     assert "2 nodes of g2-standard-96" in err and "shapes that fit one node:" in err
+    assert "a3-ultragpu-8g (2x h200-141gb, TP 2) in bf16" in err

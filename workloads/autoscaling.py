@@ -37,6 +37,9 @@ class Rate:
         )
 
 
+DEPLOYMENT_TARGET = ("apps/v1", "Deployment")
+
+
 def quantity(value: float) -> str:
     """A Kubernetes quantity for an HPA target (0.8 -> "800m")."""
     return str(int(value)) if float(value).is_integer() else f"{round(value * 1000)}m"
@@ -51,10 +54,13 @@ def hpa_spec(
     scale_up: Sequence[Rate],
     scale_down: Sequence[Rate],
     scale_down_window_seconds: int,
+    target: tuple[str, str] = DEPLOYMENT_TARGET,
 ) -> k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgs:
+    """``target``: (apiVersion, kind) of the scaled object named ``deployment``."""
+    api_version, kind = target
     return k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgs(
         scale_target_ref=k8s.autoscaling.v2.CrossVersionObjectReferenceArgs(
-            api_version="apps/v1", kind="Deployment", name=deployment
+            api_version=api_version, kind=kind, name=deployment
         ),
         min_replicas=min_replicas,
         max_replicas=max_replicas,
@@ -75,10 +81,11 @@ def hpa_spec(
 
 
 def vllm_hpa_spec(
-    deployment: str, spec: WorkloadSpec
+    deployment: str, spec: WorkloadSpec, *, scaled: tuple[str, str] = DEPLOYMENT_TARGET
 ) -> k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgs:
     """A model server scales on the vLLM metric of ``spec.scaling``: up at once (a queue is
-    already latency), down slowly (a new replica costs minutes of model loading)."""
+    already latency), down slowly (a new replica costs minutes of model loading). A
+    LeaderWorkerSet (``scaled``) scales whole groups; its selector is the leaders."""
     scaling = spec.scaling
     metric, default_target = VLLM_HPA_METRICS[scaling.metric]
     target = scaling.target if scaling.target is not None else default_target
@@ -98,6 +105,7 @@ def vllm_hpa_spec(
         scale_up=[Rate("Pods", 2, 60), Rate("Percent", 100, 60)],
         scale_down=[Rate("Pods", 1, 120)],
         scale_down_window_seconds=scaling.scale_down_stabilization_seconds,
+        target=scaled,
     )
 
 

@@ -6,6 +6,10 @@ server's startup probe passes, and the Job counts a pod as done when the
 worker exits, after which Kubernetes stops the sidecars. Shards are read from
 and written to Cloud Storage through FUSE mounts (``batch.input`` read-only,
 ``batch.output`` read-write); the worker's contract is worker/README.md.
+
+Nodes come through the sized compute class, or with ``batch.capacity:
+queued`` from the environment's queued-provisioning pool through a
+ProvisioningRequest (:mod:`gke_inference.workloads.queued`).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from gke_inference.workloads.pods import (
     vllm_container,
     worker_image,
 )
+from gke_inference.workloads.queued import QueuedCapacity
 from gke_inference.workloads.sizing import Sizing, startup_seconds
 from gke_inference.workloads.spec import WorkloadSpec
 from gke_inference.workloads.storage import fuse_volume
@@ -120,6 +125,41 @@ class BatchInference(pulumi.ComponentResource):
                 VolumeMountArgs(name="worker-tmp", mount_path="/tmp"),
             ],
         )
+        queued = (
+            QueuedCapacity.of(
+                workload,
+                namespace,
+                sizing,
+                platform.queued_node_pools,
+                count=min(batch.parallelism, batch.shards),  # the pods that run at once
+            )
+            if batch.capacity == "queued"
+            else None
+        )
+        template = model_server.pod(
+            containers=[worker],
+            sidecars=[server],
+            restart_policy="Never",
+            termination_grace_seconds=grace_period_seconds(propagation_seconds=0),
+            placement=queued.placement(sizing) if queued else None,
+            volumes=[
+                fuse_volume("input", input_bucket, only_dir=input_prefix, read_only=True),
+                fuse_volume(
+                    "output",
+                    output_bucket,
+                    only_dir=output_prefix,
+                    read_only=False,
+                    uid=WORKER_UID,
+                ),
+                VolumeArgs(
+                    name="worker-tmp",
+                    empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="1Gi"),
+                ),
+            ],
+        )
+        # The request first, then the Job at once: its pods must be waiting when the
+        # nodes come (queued.py).
+        requests = [queued.request(name, template, labels, self, opts)] if queued else []
         self.job_name = workload
         k8s.batch.v1.Job(
             f"{name}-job",
@@ -157,28 +197,9 @@ class BatchInference(pulumi.ComponentResource):
                         ),
                     ]
                 ),
-                template=model_server.pod(
-                    containers=[worker],
-                    sidecars=[server],
-                    restart_policy="Never",
-                    termination_grace_seconds=grace_period_seconds(propagation_seconds=0),
-                    volumes=[
-                        fuse_volume("input", input_bucket, only_dir=input_prefix, read_only=True),
-                        fuse_volume(
-                            "output",
-                            output_bucket,
-                            only_dir=output_prefix,
-                            read_only=False,
-                            uid=WORKER_UID,
-                        ),
-                        VolumeArgs(
-                            name="worker-tmp",
-                            empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="1Gi"),
-                        ),
-                    ],
-                ),
+                template=template,
             ),
-            opts=child_options(self, opts, depends_on=[account]),
+            opts=child_options(self, opts, depends_on=[account, *requests]),
         )
         self.register_outputs(
             {"jobName": self.job_name, "input": batch.input, "output": batch.output}

@@ -167,8 +167,9 @@ def fit_layout(acc: catalog.Accelerator, need: Need, tp: int | None = None) -> L
 
 
 def nearest_fits(need: Need, limit: int = 5) -> list[str]:
-    """Single-node shapes on any accelerator or precision that would hold the same model."""
-    options: list[tuple[float, str]] = []
+    """Single-node shapes on any accelerator or precision that would hold the same model:
+    the spec's own precision first, then lower ones; fewest GiB of devices first."""
+    options: list[tuple[bool, float, str]] = []
     for acc in catalog.CATALOG:
         for precision in BYTES_PER_PARAMETER:
             if precision == "fp16" or (acc.kind == "tpu" and precision != "bf16"):
@@ -183,9 +184,10 @@ def nearest_fits(need: Need, limit: int = 5) -> list[str]:
             total = layout.devices * acc.memory_gib
             options.append(
                 (
+                    precision != need.precision,
                     total,
                     f"{layout.shape.machine_type} ({layout.devices}x {acc.key}, "
                     f"TP {layout.tensor_parallel}) in {precision}",
                 )
             )
-    return [text for _, text in sorted(options)[:limit]]
+    return [text for _, _, text in sorted(options)[:limit]]

@@ -14,7 +14,7 @@ validated: the service checks specs without loading the Kubernetes SDK.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -41,6 +41,9 @@ class WorkloadKind:
     gpu_only: bool
     endpoint: bool  # serves live traffic: must survive voluntary disruptions in production
     build: Builder
+    # a replica may span nodes (a LeaderWorkerSet group, workloads.multihost); batch
+    # Jobs run one pod per shard and cannot
+    multi_host: bool = False
 
 
 @dataclass(frozen=True)
@@ -101,9 +104,9 @@ def _comfyui(
 KINDS: dict[str, WorkloadKind] = {
     kind.name: kind
     for kind in (
-        WorkloadKind("online", "OnlineInference", True, None, False, True, _online),
+        WorkloadKind("online", "OnlineInference", True, None, False, True, _online, True),
         WorkloadKind("batch", "BatchInference", True, "batch", False, False, _batch),
-        WorkloadKind("streaming", "StreamingInference", True, None, False, True, _streaming),
+        WorkloadKind("streaming", "StreamingInference", True, None, False, True, _streaming, True),
         WorkloadKind("comfyui", "ComfyUI", False, "comfyui", True, False, _comfyui),
     )
 }
@@ -117,8 +120,7 @@ def deployment_for(spec: WorkloadSpec) -> Deployment:
     if not kind.serves_model:
         return Deployment(spec, None, single_device_class(spec))
     sizing = size(spec)
-    if sizing.pipeline_parallel > 1:
-        # Every component runs a replica on one node (no multi-host serving yet).
+    if sizing.nodes > 1 and not kind.multi_host:
         fits = alternatives(spec)
         raise SpecError(
             f"Workload {spec.name!r} cannot be deployed",
@@ -136,7 +138,7 @@ def deployment_for(spec: WorkloadSpec) -> Deployment:
                 )
             ],
         )
-    problems = scaling_problems(spec, sizing)
+    problems = scaling_problems(spec, sizing) + capacity_problems(spec)
     if problems:
         raise SpecError(f"Workload {spec.name!r} cannot be deployed", problems)
     return Deployment(spec, sizing, sizing.compute_class)
@@ -175,6 +177,20 @@ def scaling_problems(spec: WorkloadSpec, sizing: Sizing) -> list[Problem]:
     return []
 
 
+def capacity_problems(spec: WorkloadSpec) -> list[Problem]:
+    """Queued capacity runs on the queued pool itself, never through a compute class."""
+    if spec.batch is None or spec.batch.capacity != "queued" or not spec.cost_optimized:
+        return []
+    return [
+        Problem(
+            "costOptimized",
+            "true asks for the Spot-first compute class, but batch.capacity 'queued' runs "
+            "every pod on the queued-provisioning pool (flex-start VMs), not through a class: "
+            "set costOptimized to false, or batch.capacity to 'default'",
+        )
+    ]
+
+
 def require_production_ready(deployment: Deployment, environment: str) -> None:
     """A production endpoint keeps serving through voluntary disruptions.
 
@@ -202,11 +218,18 @@ def require_production_ready(deployment: Deployment, environment: str) -> None:
 
 
 def require_deployable_in(
-    deployment: Deployment, *, environment: str, classes: dict[str, str], gateway_exposure: str
+    deployment: Deployment,
+    *,
+    environment: str,
+    classes: dict[str, str],
+    gateway_exposure: str,
+    queued_pools: Mapping[str, Sequence[str]],
 ) -> None:
     """Every rule that needs the target environment, before any resource is registered:
-    its compute classes, production readiness, and what its gateway can route to."""
+    its compute classes, its queued pools, production readiness, and what its gateway
+    can route to."""
     require_enabled_class(deployment, classes)
+    require_queued_pool(deployment, queued_pools, environment)
     require_production_ready(deployment, environment)
     spec = deployment.spec
     if spec.routing.mode == "inference-pool" and gateway_exposure == "external":
@@ -243,3 +266,31 @@ def require_enabled_class(deployment: Deployment, classes: dict[str, str]) -> No
                 )
             ],
         )
+
+
+def require_queued_pool(
+    deployment: Deployment, queued_pools: Mapping[str, Sequence[str]], environment: str
+) -> None:
+    """``batch.capacity: queued`` needs a queued pool of the sized machine type
+    (the platform output ``queuedNodePools``: machine type -> pool names)."""
+    spec, sizing = deployment.spec, deployment.sizing
+    if spec.batch is None or spec.batch.capacity != "queued" or sizing is None:
+        return
+    machine_type = sizing.shape.machine_type
+    if queued_pools.get(machine_type):
+        return
+    available = ", ".join(
+        f"{m} ({', '.join(pools)})" for m, pools in sorted(queued_pools.items()) if pools
+    )
+    raise SpecError(
+        f"Workload {spec.name!r} cannot be scheduled in {environment}",
+        [
+            Problem(
+                "batch.capacity",
+                f"'queued' needs a queued-provisioning pool of {machine_type} (the sized "
+                f"shape), which this environment does not have; machine types with queued "
+                f"pools: {available or 'none'} (add a pool with provisioning 'queued' to "
+                "inference.nodePools of the platform stack, or use capacity 'default')",
+            )
+        ],
+    )

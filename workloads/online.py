@@ -10,6 +10,12 @@ from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
 
 from gke_inference.core.components import child_options
 from gke_inference.workloads.autoscaling import autoscale, serving_min_available, vllm_hpa_spec
+from gke_inference.workloads.multihost import (
+    LWS_API_VERSION,
+    LWS_KIND,
+    leader_selector,
+    leader_worker_set,
+)
 from gke_inference.workloads.platform_ref import PlatformRef
 from gke_inference.workloads.pods import (
     SERVER_PORT,
@@ -49,9 +55,51 @@ class OnlineInference(pulumi.ComponentResource):
         selector = {"app.kubernetes.io/name": workload}
 
         account = server.service_account(name, self, k8s_opts)
-        deployment = k8s.apps.v1.Deployment(
+        metadata = ObjectMetaArgs(name=workload, namespace=namespace, labels=labels)
+        server_opts = child_options(self, opts, depends_on=[account])
+        replicas: pulumi.Resource
+        if sizing.nodes > 1:
+            # One replica spans nodes: a LeaderWorkerSet group; leaders serve.
+            replicas = leader_worker_set(name, spec, sizing, server, metadata, server_opts)
+            serving = leader_selector(workload)
+            target = (LWS_API_VERSION, LWS_KIND)
+        else:
+            replicas = self._deployment(name, spec, sizing, server, metadata, selector, server_opts)
+            serving, target = selector, ("apps/v1", "Deployment")
+        self.service_name = workload
+        cluster_service(name, metadata, serving, SERVER_PORT, "metrics", k8s_opts)
+        autoscale(
+            name,
+            metadata,
+            selector,
+            vllm_hpa_spec(workload, spec, scaled=target),
+            hpa_opts=child_options(self, opts, depends_on=[replicas]),
+            pdb_opts=k8s_opts,
+            # a group goes down as a whole: one pod of the set at a time (module doc
+            # of workloads.multihost)
+            min_available=None
+            if sizing.nodes > 1
+            else serving_min_available(spec, platform.environment),
+        )
+        self.url = pulumi.Output.from_input(service_url(workload, namespace, SERVER_PORT))
+        if args.expose:
+            self._expose(name, spec, platform, labels, serving, k8s_opts)
+        self.register_outputs({"url": self.url})
+
+    def _deployment(
+        self,
+        name: str,
+        spec: WorkloadSpec,
+        sizing: Sizing,
+        server: ModelServer,
+        metadata: ObjectMetaArgs,
+        selector: dict[str, str],
+        opts: pulumi.ResourceOptions,
+    ) -> k8s.apps.v1.Deployment:
+        """Single-node replicas: surge one new pod before an old one goes."""
+        return k8s.apps.v1.Deployment(
             f"{name}-server",
-            metadata=ObjectMetaArgs(name=workload, namespace=namespace, labels=labels),
+            metadata=metadata,
             spec=k8s.apps.v1.DeploymentSpecArgs(
                 replicas=spec.scaling.min_replicas,
                 selector=LabelSelectorArgs(match_labels=selector),
@@ -67,30 +115,8 @@ class OnlineInference(pulumi.ComponentResource):
                     priority_class_name="high",
                 ),
             ),
-            opts=child_options(self, opts, depends_on=[account]),
+            opts=opts,
         )
-        self.service_name = workload
-        cluster_service(
-            name,
-            ObjectMetaArgs(name=workload, namespace=namespace, labels=labels),
-            selector,
-            SERVER_PORT,
-            "metrics",
-            k8s_opts,
-        )
-        autoscale(
-            name,
-            ObjectMetaArgs(name=workload, namespace=namespace, labels=labels),
-            selector,
-            vllm_hpa_spec(workload, spec),
-            hpa_opts=child_options(self, opts, depends_on=[deployment]),
-            pdb_opts=k8s_opts,
-            min_available=serving_min_available(spec, platform.environment),
-        )
-        self.url = pulumi.Output.from_input(service_url(workload, namespace, SERVER_PORT))
-        if args.expose:
-            self._expose(name, spec, platform, labels, selector, k8s_opts)
-        self.register_outputs({"url": self.url})
 
     def _expose(
         self,

@@ -177,12 +177,28 @@ def accelerator_resources(sizing: Sizing) -> ResourceRequirementsArgs:
     return ResourceRequirementsArgs(requests=requests, limits=limits)
 
 
+def tpu_selector(sizing: Sizing) -> dict[str, str]:
+    """The TPU slice a pod needs, as node labels (none for GPUs)."""
+    if sizing.accelerator.kind != "tpu":
+        return {}
+    return {
+        "cloud.google.com/gke-tpu-accelerator": sizing.accelerator.gke_label,
+        "cloud.google.com/gke-tpu-topology": str(sizing.shape.topology),
+    }
+
+
 def node_selector(sizing: Sizing) -> dict[str, str]:
-    selector = {COMPUTE_CLASS_LABEL: sizing.compute_class}
-    if sizing.accelerator.kind == "tpu":
-        selector["cloud.google.com/gke-tpu-accelerator"] = sizing.accelerator.gke_label
-        selector["cloud.google.com/gke-tpu-topology"] = str(sizing.shape.topology)
-    return selector
+    return {COMPUTE_CLASS_LABEL: sizing.compute_class, **tpu_selector(sizing)}
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a model server's pods run when not through their compute class (queued
+    capacity, :mod:`gke_inference.workloads.queued`): selector, tolerations, annotations."""
+
+    node_selector: dict[str, str]
+    tolerations: list[k8s.core.v1.TolerationArgs]
+    annotations: dict[str, str]
 
 
 def server_env(sizing: Sizing) -> list[EnvVarArgs]:
@@ -210,14 +226,20 @@ def vllm_container(
     image: pulumi.Input[str],
     *,
     propagation_seconds: int = DRAIN_PROPAGATION_SECONDS,
+    command: list[str] | None = None,
+    extra_env: list[EnvVarArgs] | None = None,
+    extra_startup_seconds: int = 0,
 ) -> ContainerArgs:
     """The vLLM OpenAI-compatible server with sized flags, load-aware probes and a drain.
 
     ``propagation_seconds``: how long endpoints take to stop sending before the
     drain counts requests (0 when only a container of the same pod calls it).
+    ``command`` replaces the server's entrypoint (a launcher that ends by exec'ing
+    it with the same args: the multi-host leader), ``extra_startup_seconds`` adds
+    to the startup probe's budget what that launcher waits for.
     """
     health = HTTPGetActionArgs(path="/health", port=SERVER_PORT)
-    startup_failures = math.ceil(startup_seconds(sizing) / 10)
+    startup_failures = math.ceil((startup_seconds(sizing) + extra_startup_seconds) / 10)
     mounts = [
         VolumeMountArgs(name="model", mount_path=MODEL_MOUNT, read_only=True),
         VolumeMountArgs(name="tmp", mount_path="/tmp"),
@@ -229,10 +251,10 @@ def vllm_container(
         name="server",
         image=image,
         image_pull_policy="IfNotPresent",
-        command=["python3", "-m", "vllm.entrypoints.openai.api_server"],
+        command=command or ["python3", "-m", "vllm.entrypoints.openai.api_server"],
         args=[*sizing.vllm_args(SERVER_PORT), "--host=0.0.0.0"],
         ports=[ContainerPortArgs(name="metrics", container_port=SERVER_PORT, protocol="TCP")],
-        env=server_env(sizing),
+        env=[*server_env(sizing), *(extra_env or [])],
         resources=accelerator_resources(sizing),
         security_context=container_security(),
         # Loading weights can take many minutes: the startup probe gives it the
@@ -349,24 +371,28 @@ def model_server_pod(
     priority_class_name: str | None = None,
     vllm_version: str = "unknown",
     termination_grace_seconds: int | None = None,
+    placement: Placement | None = None,
 ) -> k8s.core.v1.PodTemplateSpecArgs:
-    """A pod on the sized compute class that reads the model through FUSE: the prefetch
-    sidecar first, then ``sidecars``; the model mount (and on TPUs the XLA cache),
-    ``volumes`` and scratch space. The grace period outlasts the servers' drain."""
+    """A pod on the sized compute class (or at ``placement``) that reads the model through
+    FUSE: the prefetch sidecar first, then ``sidecars``; the model mount (and on TPUs the
+    XLA cache), ``volumes`` and scratch space. The grace period outlasts the servers'
+    drain."""
     cache = (
         [xla_cache_volume(platform, sizing, vllm_version)]
         if sizing.accelerator.kind == "tpu"
         else []
     )
+    annotations = {**fuse_annotations(), **(placement.annotations if placement else {})}
     return k8s.core.v1.PodTemplateSpecArgs(
-        metadata=ObjectMetaArgs(labels=labels, annotations=fuse_annotations()),
+        metadata=ObjectMetaArgs(labels=labels, annotations=annotations),
         spec=k8s.core.v1.PodSpecArgs(
             service_account_name=workload,
             automount_service_account_token=False,
             restart_policy=restart_policy,
             priority_class_name=priority_class_name,
             termination_grace_period_seconds=termination_grace_seconds or grace_period_seconds(),
-            node_selector=node_selector(sizing),
+            node_selector=placement.node_selector if placement else node_selector(sizing),
+            tolerations=placement.tolerations if placement else None,
             security_context=pod_security(),
             init_containers=[prefetch_sidecar(image, sizing), *(sidecars or [])],
             containers=containers,

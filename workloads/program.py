@@ -45,6 +45,7 @@ def workload_program(
             environment=platform.environment,
             classes=platform.compute_classes,
             gateway_exposure=platform.gateway_exposure,
+            queued_pools=platform.queued_node_pools,
         )
         provider = kubernetes_provider(
             "platform-cluster", platform.cluster_name, platform.kubeconfig

@@ -159,7 +159,10 @@ class Sizing:
             "--enable-prefix-caching",
         ]
         if self.pipeline_parallel > 1:
+            # stages on other nodes: vLLM places its workers through the group's Ray
+            # cluster (workloads.multihost)
             args.append(f"--pipeline-parallel-size={self.pipeline_parallel}")
+            args.append("--distributed-executor-backend=ray")
         if self.quantization:
             args.append(f"--quantization={self.quantization}")
         if self.kv_cache_dtype != "auto":

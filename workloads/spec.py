@@ -193,6 +193,11 @@ class BatchSettings(StrictModel):
     retries_per_shard: int = Field(default=2, ge=0, le=10)
     max_failure_fraction: float = Field(default=0.05, ge=0, le=1)
     worker_image: str | None = Field(default=None, pattern=_IMAGE)
+    # Where the pods' nodes come from: "default" through the sized compute class
+    # (static pools, then reservations, on-demand, flex-start, Spot); "queued" from
+    # the environment's queued-provisioning (DWS) pool of the sized machine type,
+    # all at once through a ProvisioningRequest (workloads/queued.py).
+    capacity: Literal["default", "queued"] = "default"
 
 
 class StreamingSettings(StrictModel):
@@ -239,13 +244,13 @@ class WorkloadSpec(StrictModel):
     kv_cache_dtype: Literal["auto", "fp8"] = "auto"
     context_length: int = Field(default=8192, ge=128, le=10_000_000)
     concurrency: int = Field(default=16, ge=1, le=4096)
+    # Pin vLLM's --tensor-parallel-size (default: the smallest degree that fits).
+    tensor_parallel: Literal[1, 2, 4, 8, 16] | None = None
     cost_optimized: bool = False
     scaling: ScalingSettings = ScalingSettings()
     routing: RoutingSettings = RoutingSettings()
     batch: BatchSettings | None = None
     streaming: StreamingSettings | None = None
-    # Pin vLLM's --tensor-parallel-size (default: the smallest degree that fits).
-    tensor_parallel: Literal[1, 2, 4, 8, 16] | None = None
     comfyui: ComfyUISettings | None = None
     hugging_face_token_secret: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,255}$")
 

@@ -80,6 +80,11 @@ class PlatformOutputs:
         "artifactRegistryRemotes", default_factory=dict
     )
     gateway_backend_timeout_seconds: int = _output("gatewayBackendTimeoutSeconds", default=3600)
+    # machine type -> its queued-provisioning (DWS) pools: capacity only a batch Job's
+    # ProvisioningRequest gets (empty in Autopilot and where none is configured)
+    queued_node_pools: dict[str, list[str]] = _output(  # noqa: RUF009
+        "queuedNodePools", default_factory=dict
+    )
 
     @staticmethod
     def keys() -> dict[str, str]:
@@ -125,6 +130,8 @@ def _coerce(annotation: Any, value: Any) -> Any:
     text = str(annotation)
     if text == "int":
         return int(value)
+    if text == "dict[str, list[str]]":
+        return {str(k): [str(v) for v in values] for k, values in dict(value).items()}
     if text.startswith("dict"):
         return {str(k): str(v) for k, v in dict(value).items()}
     return str(value)

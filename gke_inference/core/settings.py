@@ -323,6 +323,24 @@ class InferenceSettings(StrictModel):
                 raise ValueError(f"{key}: the limit must be >= 0 (got {limit})")
         return value
 
+    @property
+    def node_devices(self) -> dict[str, int]:
+        """Accelerator key -> devices on one node of its largest enabled machine shape,
+        for every accelerator some class of ``accelerators`` uses."""
+        found: dict[str, int] = {}
+        for machine_type in self.accelerators:
+            acc, shape = catalog.lookup(machine_type)
+            found[acc.key] = max(found.get(acc.key, 0), shape.count)
+        return found
+
+    def nap_ceiling(self, accelerator: catalog.Accelerator) -> int:
+        """The node auto-provisioning ceiling of ``accelerator``: ``napMaxDevices`` or the
+        catalog default when an enabled class uses it, else 0 (no class asks for it, so
+        auto-provisioning never creates its nodes and it costs nothing by surprise)."""
+        if accelerator.key not in self.node_devices:
+            return 0
+        return self.nap_max_devices.get(accelerator.key, accelerator.default_max_devices)
+
 
 class PlatformSettings(StrictModel):
     """Everything the platform stack reads from its config, validated."""
@@ -446,6 +464,45 @@ def _inference_problems(s: PlatformSettings, add: Adder) -> None:
     for i, name in enumerate(names):
         if names.index(name) != i:
             add(f"inference.nodePools.{i}.name", f"{name!r} is used by another pool")
+    for i, pool in enumerate(inf.node_pools):
+        if pool.machine_type not in inf.accelerators:
+            # Pods reach a static pool through its compute class (or, queued, through
+            # a batch Job sized to that class): without one nothing ever lands there.
+            add(
+                f"inference.nodePools.{i}.machineType",
+                f"{pool.machine_type!r} is not in inference.accelerators, so no compute class "
+                f"would use this pool; accepted: {', '.join(inf.accelerators) or 'none'} "
+                "(or add it to inference.accelerators)",
+            )
+    if not s.autopilot:  # Autopilot has no node auto-provisioning limits
+        _nap_problems(inf, add)
+
+
+def _nap_problems(inf: InferenceSettings, add: Adder) -> None:
+    """Ceilings that forbid what the enabled classes ask for, or allow what none asks for."""
+    needed = inf.node_devices
+    for acc in catalog.CATALOG:
+        path = f"inference.napMaxDevices.{acc.key}"
+        ceiling, minimum = inf.nap_ceiling(acc), needed.get(acc.key)
+        if minimum is not None and ceiling < minimum:
+            largest = max(
+                (m for m in inf.accelerators if catalog.lookup(m)[0].key == acc.key),
+                key=lambda m: catalog.lookup(m)[1].count,
+            )
+            add(
+                path,
+                f"{ceiling} is below the {minimum} devices of one {largest} node: the cluster "
+                f"autoscaler could never add one; set at least {minimum} (or remove {largest} "
+                "from inference.accelerators)",
+            )
+        explicit = inf.nap_max_devices.get(acc.key, 0)
+        if minimum is None and explicit > 0:
+            add(
+                path,
+                f"{explicit} has no effect: no machine type of {acc.key} is in "
+                "inference.accelerators, so its ceiling is 0; enable one of "
+                f"{', '.join(shape.machine_type for shape in acc.shapes)} or remove the key",
+            )
 
 
 def _production_problems(s: PlatformSettings, add: Adder) -> None:
