@@ -97,6 +97,7 @@ def test_pools_of_every_kind_are_ordered_within_their_class(plan_of: Any) -> Non
         "inference.nodePools[3].name=h100-spot",
         "inference.nodePools[3].machineType=a3-highgpu-8g",
         "inference.nodePools[3].provisioning=spot",
+        "inference.napMaxDevices.h100-80gb=160",  # the four pools hold 96 + 2 x 32
     )
     found = classes(p)
     rules = found["gpu-h100-80gb-x8"]["spec"]["priorities"]
@@ -126,6 +127,16 @@ def test_a_ceiling_below_one_node_is_a_settings_error() -> None:
         ["inference.accelerators[4]=a3-highgpu-8g", "cluster.mode=autopilot"],
         project_dir=REPO,
     )
+
+
+def test_a_ceiling_below_what_the_static_pools_hold_is_a_settings_error() -> None:
+    # prod's pools may hold 4 x 8 + 8 x 8 = 96 H100s; the limits count every pool's nodes
+    with pytest.raises(SettingsError) as info:
+        plan_platform("prod", ["inference.napMaxDevices.h100-80gb=64"], project_dir=REPO)
+    (line,) = [x for x in str(info.value).splitlines() if "napMaxDevices" in x]
+    assert "napMaxDevices.h100-80gb: 64 is below the 96 devices the static pools" in line
+    assert "h100-reserved 4 x 8, h100-dws 8 x 8" in line and "set at least 96" in line
+    plan_platform("prod", ["inference.napMaxDevices.h100-80gb=96"], project_dir=REPO)
 
 
 def test_accelerators_no_class_uses_get_ceiling_zero(plan_of: Any) -> None:

@@ -152,7 +152,7 @@ def test_accelerator_pools_and_nap_limits(plan_of: Any) -> None:
             "resourceLimits"
         ]
     }
-    assert limits["nvidia-h100-80gb"] == 64 and limits["nvidia-h200-141gb"] == 32
+    assert limits["nvidia-h100-80gb"] == 128 and limits["nvidia-h200-141gb"] == 32
     assert {a.nap_resource for a in catalog.CATALOG} <= set(limits)
     assert {"cpu", "memory"} <= set(limits)
 

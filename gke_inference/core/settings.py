@@ -495,6 +495,20 @@ def _nap_problems(inf: InferenceSettings, add: Adder) -> None:
                 f"autoscaler could never add one; set at least {minimum} (or remove {largest} "
                 "from inference.accelerators)",
             )
+        pools = [p for p in inf.node_pools if catalog.lookup(p.machine_type)[0].key == acc.key]
+        held = sum(p.max_nodes * catalog.lookup(p.machine_type)[1].count for p in pools)
+        if minimum is not None and ceiling >= minimum and ceiling < held:
+            # the limits are cluster-wide: static pools' nodes count against them too
+            add(
+                path,
+                f"{ceiling} is below the {held} devices the static pools may hold ("
+                + ", ".join(
+                    f"{p.name} {p.max_nodes} x {catalog.lookup(p.machine_type)[1].count}"
+                    for p in pools
+                )
+                + f"): they could never reach maxNodes; set at least {held}, plus what node "
+                "auto-provisioning may add (or lower the pools' maxNodes)",
+            )
         explicit = inf.nap_max_devices.get(acc.key, 0)
         if minimum is None and explicit > 0:
             add(
