@@ -5,8 +5,15 @@ lines are printed as the engine (or the offline plan) produces them.
 
 Exit codes (:class:`~gke_inference.core.errors.ExitCode`): 0 ok, 1 the policy
 pack rejected the stack, 2 a user error (bad spec, a spec the environment
-cannot deploy, unknown environment, no Pulumi CLI, stack busy or missing), 4
-the operation failed in Pulumi.
+cannot deploy, unknown environment, no Pulumi CLI, stack busy or missing, a
+production change not confirmed), 4 the operation failed in Pulumi.
+
+Confirmation: ``up`` and ``destroy`` of a production environment (settings
+``environment: prod`` or ``production: true``), and ``promote`` to one, ask
+"Do you want to perform this update?" on a terminal, after a preview (skipped
+with ``--skip-preview``); ``--yes`` (``-y``) approves without asking. Without
+a terminal on stdin and without ``--yes`` they refuse (exit 2) before any
+stack operation.
 """
 
 from __future__ import annotations
@@ -18,6 +25,13 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from gke_inference.core.console import (
+    add_format_options,
+    confirm,
+    progress,
+    stdin_is_terminal,
+    write_line,
+)
 from gke_inference.core.errors import ExitCode, Problem, UserInputError
 
 if TYPE_CHECKING:
@@ -28,8 +42,8 @@ RUNNERS = ("pulumi", "offline")
 
 
 def _print(line: str) -> None:
-    sys.stdout.write(line.rstrip("\n") + "\n")
-    sys.stdout.flush()
+    # An operation keeps going when the reader of its log went away (| head).
+    write_line(line)
 
 
 def _error(message: str) -> None:
@@ -51,6 +65,55 @@ def _runner(args: argparse.Namespace) -> Runner:
     return PulumiRunner(settings)
 
 
+class NotConfirmedError(Exception):
+    """A production change was not confirmed (exit 2, nothing was done)."""
+
+
+def is_production(runner: Runner, environment: str) -> bool:
+    """Whether ``environment``'s settings say production (``environment: prod`` or
+    ``production: true``). Settings that cannot be read fall back to the name
+    ``prod``: the operation itself reports what is wrong with them."""
+    from gke_inference.automation.deployability import environment_settings
+
+    try:
+        return environment_settings(runner.settings.project_dir, environment).is_production
+    except UserInputError:
+        return environment == "prod"
+
+
+def _approve(
+    args: argparse.Namespace,
+    runner: Runner,
+    environment: str,
+    what: str,
+    preview: Callable[[], object] | None = None,
+    *,
+    kind: str = "update",
+) -> None:
+    """Ask before a change to a production environment; raise NotConfirmedError if not approved.
+
+    ``what`` names the change ("platform up of prod"), ``kind`` is ``update`` or
+    ``destroy``; ``preview`` shows the change first (unless ``--skip-preview``).
+    Nothing is asked outside production or with --yes.
+    """
+    if args.yes or not is_production(runner, environment):
+        return
+    if not stdin_is_terminal():
+        raise NotConfirmedError(
+            f"{what}: {environment} is a production environment and stdin is not a "
+            "terminal to confirm on; pass --yes (-y) to approve"
+        )
+    if preview is not None and not getattr(args, "skip_preview", False):
+        preview()
+    if not confirm(f"Do you want to perform this {kind}?"):
+        raise NotConfirmedError(f"confirmation declined, not proceeding with the {kind}")
+
+
+def _progress(runner: Runner, environment: str) -> None:
+    if runner.name == "offline":
+        progress(f"planning {environment} offline (the provider SDKs load first: a few seconds)...")
+
+
 def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """Map automation errors to exit codes and one clear message (no traceback)."""
 
@@ -66,6 +129,9 @@ def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse
 
         try:
             return handler(args)
+        except NotConfirmedError as exc:
+            _error(str(exc))
+            return ExitCode.USER_ERROR
         except PolicyViolationError as exc:
             _error(str(exc))
             return ExitCode.VIOLATION
@@ -100,10 +166,18 @@ def _platform(args: argparse.Namespace) -> int:
 
     runner = _runner(args)
     target = PlatformStack(args.stack)
-    if args.platform_command == "outputs":
+    command = args.platform_command
+    if command == "outputs":
         _show_outputs(runner.outputs(target))
-    else:
-        _show_result(runner.run(args.platform_command, target, _print))
+        return ExitCode.OK
+    _progress(runner, args.stack)
+    if command == "up":
+        preview = lambda: runner.run("preview", target, _print)  # noqa: E731
+        _approve(args, runner, args.stack, f"platform up of {args.stack}", preview)
+    elif command == "destroy":
+        what = f"platform destroy of {args.stack}"
+        _approve(args, runner, args.stack, what, kind="destroy")
+    _show_result(runner.run(command, target, _print))
     return ExitCode.OK
 
 
@@ -143,10 +217,17 @@ def _workload(args: argparse.Namespace) -> int:
         if command == "outputs":
             _show_outputs(runner.outputs(target))
         else:
+            what = f"workload destroy of {args.stack}-{name}"
+            _approve(args, runner, args.stack, what, kind="destroy")
             _show_result(runner.run("destroy", target, _print))
         return ExitCode.OK
     spec = _load(args.file, command)
-    _show_result(runner.run(command, WorkloadStack.of(args.stack, spec), _print))
+    workload = WorkloadStack.of(args.stack, spec)
+    _progress(runner, args.stack)
+    if command == "up":
+        preview = lambda: runner.run("preview", workload, _print)  # noqa: E731
+        _approve(args, runner, args.stack, f"workload up of {args.stack}-{spec.name}", preview)
+    _show_result(runner.run(command, workload, _print))
     return ExitCode.OK
 
 
@@ -160,7 +241,7 @@ def _plan_lines(plan: Any) -> list[str]:
         if resource.type == "pulumi:pulumi:Stack":
             continue
         doc[f"{resource.type} {resource.name}"] = resource.inputs
-    doc["(outputs)"] = plan.outputs
+    doc["(outputs)"] = plan.shown_outputs()  # cloud-computed ones: [unknown]
     return json.dumps(doc, indent=2, sort_keys=True, default=str).splitlines()
 
 
@@ -178,9 +259,9 @@ def plan_diff(source: Any, target: Any, source_name: str, target_name: str) -> l
 
 def _promote(args: argparse.Namespace) -> int:
     from gke_inference.automation.deployability import checked_deployment
-    from gke_inference.automation.errors import NotDeployedError
+    from gke_inference.automation.errors import NotDeployedError, PlatformNotDeployedError
     from gke_inference.automation.offline_runner import OfflineRunner
-    from gke_inference.automation.runner import WorkloadStack
+    from gke_inference.automation.runner import PlatformStack, WorkloadStack
 
     spec = _load(args.file, "promote")
     runner = _runner(args)
@@ -202,9 +283,19 @@ def _promote(args: argparse.Namespace) -> int:
                 )
             ],
         ) from None
-    # The target must be able to run it before the diff is shown (and before the update).
+    # The target must be able to run it before the diff is shown (and before the update):
+    # its platform deployed (the workload's StackReference reads it) and its classes.
+    try:
+        runner.outputs(PlatformStack(args.target))
+    except NotDeployedError:
+        raise PlatformNotDeployedError(
+            runner.stack_name(target),
+            runner.stack_name(PlatformStack(args.target)),
+            args.target,
+        ) from None
     deployment = checked_deployment(runner.settings.project_dir, args.target, spec)
     planner = OfflineRunner(runner.settings)
+    progress(f"planning {spec.name} in {args.source} and {args.target} offline (a few seconds)...")
     diff = plan_diff(
         planner.workload_plan(args.source, deployment),
         planner.workload_plan(args.target, deployment),
@@ -214,6 +305,8 @@ def _promote(args: argparse.Namespace) -> int:
     _print(f"Promoting {spec.name}: {args.source} -> {args.target}")
     for line in diff or ["(the two plans are identical)"]:
         _print(line)
+    # The diff above is the preview of this change.
+    _approve(args, runner, args.target, f"promote of {spec.name} to {args.target}")
     _show_result(runner.run("up", target, _print))
     return ExitCode.OK
 
@@ -263,18 +356,37 @@ def _runner_option(parser: argparse.ArgumentParser) -> None:
         "--runner",
         choices=RUNNERS,
         default="pulumi",
-        help="pulumi: the Automation API over the Pulumi CLI (default); offline: the offline "
+        help="pulumi: the Automation API over the Pulumi CLI; offline: the offline "
         "plan and policy pack, state in $XDG_STATE_HOME/gke-inference (no CLI, no cloud)",
     )
+
+
+def _approval_options(parser: argparse.ArgumentParser, *, preview: bool = True) -> None:
+    parser.add_argument(
+        "--yes",
+        "-y",
+        action="store_true",
+        help="approve a change to a production environment without asking (needed "
+        "when stdin is not a terminal)",
+    )
+    if preview:
+        parser.add_argument(
+            "--skip-preview",
+            action="store_true",
+            help="do not preview a production up before asking for confirmation",
+        )
 
 
 def add_automation_commands(sub: Any) -> None:
     """Register platform, workload, promote and serve on the main parser's subparsers."""
     platform = sub.add_parser("platform", help="preview, deploy or destroy a platform stack")
     platform.add_argument(
-        "platform_command", choices=["up", "preview", "refresh", "destroy", "outputs"]
+        "platform_command",
+        choices=["up", "preview", "refresh", "destroy", "outputs"],
+        help="the operation (up and destroy of production ask for confirmation)",
     )
     platform.add_argument("--stack", "-s", required=True, help="environment: dev, prod, ...")
+    _approval_options(platform)
     _runner_option(platform)
     platform.set_defaults(handler=_guarded(_platform))
 
@@ -282,29 +394,39 @@ def add_automation_commands(sub: Any) -> None:
         "workload", help="deploy, preview, destroy or list workload stacks <env>-<workload>"
     )
     workload.add_argument(
-        "workload_command", choices=["up", "preview", "destroy", "list", "outputs"]
+        "workload_command",
+        choices=["up", "preview", "destroy", "list", "outputs"],
+        help="the operation (up and destroy in production ask for confirmation)",
     )
     workload.add_argument("--stack", "-s", required=True, help="environment: dev, prod, ...")
     workload.add_argument("--file", "-f", metavar="SPEC", help="workload spec (YAML or JSON)")
     workload.add_argument("--name", help="workload name (destroy/outputs without --file)")
-    workload.add_argument("--format", choices=["text", "json"], default="text")
+    add_format_options(workload)
+    _approval_options(workload)
     _runner_option(workload)
     workload.set_defaults(handler=_guarded(_workload))
 
     promote = sub.add_parser(
         "promote", help="show the plan diff of a workload between two environments, then deploy"
     )
-    promote.add_argument("--file", "-f", metavar="SPEC", required=True)
-    promote.add_argument("--from", dest="source", required=True, metavar="ENV")
-    promote.add_argument("--to", dest="target", required=True, metavar="ENV")
+    promote.add_argument(
+        "--file", "-f", metavar="SPEC", required=True, help="workload spec (YAML or JSON)"
+    )
+    promote.add_argument(
+        "--from", dest="source", required=True, metavar="ENV", help="where it is deployed"
+    )
+    promote.add_argument(
+        "--to", dest="target", required=True, metavar="ENV", help="where to deploy it"
+    )
+    _approval_options(promote, preview=False)  # the plan diff is the preview
     _runner_option(promote)
     promote.set_defaults(handler=_guarded(_promote))
 
     serve = sub.add_parser(
         "serve", help="run the HTTP service (needs GKE_INFERENCE_API_TOKEN in the environment)"
     )
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8080, help="port to listen on")
     serve.add_argument(
         "--db",
         metavar="PATH_OR_URL",
@@ -312,7 +434,10 @@ def add_automation_commands(sub: Any) -> None:
     )
     serve.add_argument("--workers", type=int, default=4, help="operations run in parallel")
     serve.add_argument(
-        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="uvicorn's log level",
     )
     _runner_option(serve)
     serve.set_defaults(handler=_guarded(_serve))

@@ -6,6 +6,13 @@ It runs the same programs as the Pulumi runner under the mock runtime
 policy pack and records what an update would leave behind, so list, outputs
 and destroy behave as they would against a backend. It needs neither the CLI
 nor a cloud.
+
+It is never more optimistic than the engine: a change of an input that forces
+a replacement (:mod:`~gke_inference.offline.replacements`, from the providers'
+sources) is a ``+-`` replace with the paths that force it; deleting or
+replacing a resource the state marks protected fails with the engine's message
+and changes nothing; a workload stack whose platform stack was never deployed
+fails as its StackReference would (``unknown stack``).
 """
 
 from __future__ import annotations
@@ -16,10 +23,18 @@ import json
 import os
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gke_inference.automation.errors import NotDeployedError, PolicyViolationError
+from gke_inference.automation.errors import (
+    NotDeployedError,
+    PlatformNotDeployedError,
+    PolicyViolationError,
+    ProtectedResourceError,
+    delete_protected_message,
+    replace_protected_message,
+)
 from gke_inference.automation.runner import (
     Job,
     OnOutput,
@@ -30,7 +45,8 @@ from gke_inference.automation.runner import (
 )
 from gke_inference.automation.settings import AutomationSettings
 from gke_inference.offline.planning import plan_deployment, plan_platform
-from gke_inference.offline.recording import Plan
+from gke_inference.offline.recording import Plan, RecordedResource
+from gke_inference.offline.replacements import replacement_reasons
 from gke_inference.workloads.kinds import Deployment
 
 # run_offline swaps the process's Pulumi runtime settings: one program at a time.
@@ -70,27 +86,96 @@ def _short_urn(urn: str) -> str:
     return f"{parts[2].rsplit('$', 1)[-1]} {parts[3]}"
 
 
-def _fingerprints(plan: Plan) -> dict[str, str]:
+def _fingerprint(resource: RecordedResource) -> str:
+    return hashlib.sha256(
+        json.dumps(resource.to_json(), sort_keys=True, default=str).encode()
+    ).hexdigest()
+
+
+def _snapshot(plan: Plan) -> dict[str, dict[str, Any]]:
+    """What the state keeps per resource: enough to diff it path by path next time."""
     return {
-        r.urn: hashlib.sha256(
-            json.dumps(r.to_json(), sort_keys=True, default=str).encode()
-        ).hexdigest()
+        r.urn: {
+            "type": r.type,
+            "custom": r.custom,
+            "protect": r.protect,
+            # plain JSON (secrets are already masked by the recording)
+            "inputs": json.loads(json.dumps(r.inputs, default=str)),
+            "fingerprint": _fingerprint(r),
+        }
         for r in plan.resources
     }
 
 
-def _diff(before: dict[str, str], after: dict[str, str], on_output: OnOutput) -> dict[str, int]:
-    changes = {"create": 0, "update": 0, "same": 0, "delete": 0}
+def _recorded(entry: Any) -> dict[str, Any]:
+    """A state entry; state files of older versions kept only the fingerprint."""
+    if isinstance(entry, dict):
+        return entry
+    return {"fingerprint": entry}
+
+
+@dataclass
+class _Step:
+    op: str  # create | update | replace | delete | same
+    urn: str
+    reasons: list[str] = field(default_factory=list)
+    protected: bool = False  # the state marks the resource protected
+
+
+def _steps(before: dict[str, Any], after: dict[str, dict[str, Any]]) -> list[_Step]:
+    """The engine's steps from the recorded state to the plan: creates, updates and
+    replacements (input paths that force one, :mod:`~gke_inference.offline.replacements`),
+    deletes. A replacement needs the old inputs: a state entry of an older version
+    without them is diffed as an update."""
+    steps: list[_Step] = []
     for urn in sorted(after):
-        kind = "create" if urn not in before else "same" if before[urn] == after[urn] else "update"
-        changes[kind] += 1
-        if kind != "same":
-            mark = "+" if kind == "create" else "~"
-            on_output(f"    {mark} {_short_urn(urn)} {kind}")
+        new = after[urn]
+        if urn not in before:
+            steps.append(_Step("create", urn))
+            continue
+        old = _recorded(before[urn])
+        if old.get("fingerprint") == new["fingerprint"]:
+            steps.append(_Step("same", urn))
+            continue
+        reasons: list[str] = []
+        if new.get("custom") and "inputs" in old:
+            reasons = replacement_reasons(new["type"], old["inputs"], new["inputs"])
+        op = "replace" if reasons else "update"
+        # Pulumi refuses a replacement only when old and new state are both protected.
+        protected = bool(old.get("protect")) and bool(new.get("protect"))
+        steps.append(_Step(op, urn, reasons, protected))
     for urn in sorted(set(before) - set(after)):
-        changes["delete"] += 1
-        on_output(f"    - {_short_urn(urn)} delete")
-    return {k: v for k, v in changes.items() if v}
+        steps.append(_Step("delete", urn, protected=bool(_recorded(before[urn]).get("protect"))))
+    return steps
+
+
+_MARKS = {"create": "+", "update": "~", "replace": "+-", "delete": "-"}
+
+
+def _show(steps: list[_Step], on_output: OnOutput) -> dict[str, int]:
+    """Print one line per change (``+-`` with the paths that force a replacement) and
+    count the steps by kind, as ``pulumi preview`` summarises them."""
+    changes: dict[str, int] = {}
+    for step in steps:
+        changes[step.op] = changes.get(step.op, 0) + 1
+        if step.op == "same":
+            continue
+        why = f" ({', '.join(step.reasons)})" if step.reasons else ""
+        on_output(f"    {_MARKS[step.op]} {_short_urn(step.urn)} {step.op}{why}")
+    return changes
+
+
+def _refuse_protected(stack: str, steps: list[_Step], on_output: OnOutput) -> None:
+    """Fail as the engine does when a step would delete or replace a protected resource."""
+    messages = [
+        delete_protected_message(s.urn) if s.op == "delete" else replace_protected_message(s.urn)
+        for s in steps
+        if s.protected and s.op in ("delete", "replace")
+    ]
+    if messages:
+        for message in messages:
+            on_output(f"error: {message}")
+        raise ProtectedResourceError(stack, messages)
 
 
 def _finish(result: StackResult, on_output: OnOutput) -> StackResult:
@@ -131,7 +216,8 @@ class OfflineRunner(RunnerBase):
     # -- state -------------------------------------------------------------
     #
     # {"platform": {<env>: record}, "workloads": {<qualified stack>: record}}; a record
-    # holds the outputs and a fingerprint per resource (workloads also their spec).
+    # holds the outputs and, per resource URN, its type, custom and protect flags, inputs
+    # (secrets masked) and a fingerprint (workloads also their spec).
 
     def _load(self) -> dict[str, Any]:
         if self.state_file is None:
@@ -217,20 +303,44 @@ class OfflineRunner(RunnerBase):
             return _finish(self._deploy(job, on_output), on_output)
         if job.operation == "refresh":
             return _finish(StackResult(job.stack, "refresh", self.outputs(job.target)), on_output)
+        return _finish(self._destroy(job, on_output), on_output)
+
+    def _destroy(self, job: Job, on_output: OnOutput) -> StackResult:
+        """Delete every recorded resource; a protected one stops it before anything changes."""
         section, key = self._slot(job.target)
         with self._state() as state:
-            deployed = state[section].pop(key, None)
-        if deployed is None:
-            raise NotDeployedError(job.stack)
-        changes = _diff(deployed.get("resources", {}), {}, on_output)
-        return _finish(StackResult(job.stack, "destroy", changes=changes), on_output)
+            deployed = state[section].get(key)
+            if deployed is None:
+                raise NotDeployedError(job.stack)
+            steps = _steps(deployed.get("resources", {}), {})
+            changes = _show(steps, on_output)
+            _refuse_protected(job.stack, steps, on_output)
+            del state[section][key]
+        return StackResult(job.stack, "destroy", changes=changes)
+
+    def _require_platform(self, job: Job) -> None:
+        """A workload stack reads its platform through a StackReference: no platform
+        stack, no operation (the engine fails that read with ``unknown stack``)."""
+        if isinstance(job.target, PlatformStack):
+            return
+        env = job.target.environment
+        if self._deployed(PlatformStack(env)) is None:
+            raise PlatformNotDeployedError(job.stack, self.stack_name(PlatformStack(env)), env)
 
     def _deploy(self, job: Job, on_output: OnOutput) -> StackResult:
-        """Preview or up: plan, diff against the recorded state, run the policy pack."""
+        """Preview or up: plan, diff against the recorded state, run the policy pack.
+
+        A step that would delete or replace a protected resource fails the
+        operation as the engine does (a preview shows the diff first); an ``up``
+        then changes nothing.
+        """
+        self._require_platform(job)
         plan = self._plan(job)
         before = (self._deployed(job.target) or {}).get("resources", {})
-        after = _fingerprints(plan)
-        changes = _diff(dict(before), after, on_output)
+        after = _snapshot(plan)
+        steps = _steps(dict(before), after)
+        changes = _show(steps, on_output)
+        _refuse_protected(job.stack, steps, on_output)
         policy = self._policy(job.stack, plan, on_output)
         if job.operation == "up":
             record: dict[str, Any] = {"outputs": plan.outputs, "resources": after}
@@ -245,7 +355,9 @@ class OfflineRunner(RunnerBase):
             section, key = self._slot(job.target)
             with self._state() as state:
                 state[section][key] = record
-        return StackResult(job.stack, job.operation, dict(plan.outputs), changes, policy)
+        # what the cloud computes (endpoint, CA certificate) is shown as Pulumi's preview
+        # shows it, not as the mock's stand-ins; the state keeps the stand-ins
+        return StackResult(job.stack, job.operation, plan.shown_outputs(), changes, policy)
 
     def outputs(self, target: Target) -> dict[str, Any]:
         self._check_env(target.environment)

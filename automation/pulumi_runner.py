@@ -9,7 +9,8 @@ passed to every preview and update.
 Every operation goes through :meth:`PulumiRunner._execute`, which maps the
 engine's errors once: its lock error to ``StackBusyError``, a missing stack to
 ``NotDeployedError``, a policy rejection to ``PolicyViolationError`` and a
-missing CLI to ``PulumiCLIMissingError``.
+missing CLI to ``PulumiCLIMissingError``, a StackReference to a platform
+stack that does not exist to ``PlatformNotDeployedError``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from gke_inference.automation.errors import (
     INSTALL_HINT,
     AutomationError,
     NotDeployedError,
+    PlatformNotDeployedError,
     PolicyViolationError,
     PulumiCLIMissingError,
     StackBusyError,
@@ -127,8 +129,13 @@ class PulumiRunner(RunnerBase):
             return self._command
 
     @contextlib.contextmanager
-    def _mapped_errors(self, stack: str) -> Iterator[None]:
-        """The engine's errors as :mod:`~gke_inference.automation.errors` (the one place)."""
+    def _mapped_errors(self, stack: str, target: Target | None = None) -> Iterator[None]:
+        """The engine's errors as :mod:`~gke_inference.automation.errors` (the one place).
+
+        A workload stack whose ``StackReference`` finds no platform stack
+        (``unknown stack "<org>/gke-inference/<env>"``) is a
+        :class:`PlatformNotDeployedError`, as the offline runner reports it.
+        """
         try:
             yield
         except auto.ConcurrentUpdateError as exc:
@@ -137,6 +144,10 @@ class PulumiRunner(RunnerBase):
             raise NotDeployedError(stack) from None
         except auto.CommandError as exc:
             text = str(exc)
+            if isinstance(target, WorkloadStack):
+                platform = self.stack_name(PlatformStack(target.environment))
+                if f'unknown stack "{platform}"' in text:
+                    raise PlatformNotDeployedError(stack, platform, target.environment) from None
             violations = policy_violations_from_output(text)
             if violations:
                 raise PolicyViolationError(stack, violations) from None
@@ -220,7 +231,7 @@ class PulumiRunner(RunnerBase):
     # -- operations ----------------------------------------------------------
 
     def _execute(self, job: Job, on_output: OnOutput) -> StackResult:
-        with self._mapped_errors(job.stack):
+        with self._mapped_errors(job.stack, job.target):
             stack = self._stack(job.target, job.deployment)
             return self._operate(stack, job, on_output)
 

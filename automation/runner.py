@@ -30,12 +30,12 @@ from typing import Any, Literal, Protocol
 
 from gke_inference.automation.deployability import checked_deployment
 from gke_inference.automation.errors import (
-    AutomationError,
     StackBusyError,
     UnknownEnvironmentError,
 )
 from gke_inference.automation.settings import AutomationSettings
 from gke_inference.core.contract import platform_stack_name, qualified_workload_stack
+from gke_inference.core.errors import Problem, UserInputError
 from gke_inference.workloads.kinds import Deployment
 from gke_inference.workloads.spec import WorkloadSpec
 
@@ -82,6 +82,26 @@ class WorkloadStack:
 
 
 Target = PlatformStack | WorkloadStack
+
+
+class WorkloadsRemainError(UserInputError):
+    """``destroy`` of a platform stack that still has workload stacks (exit 2)."""
+
+    def __init__(self, stack: str, environment: str, workloads: list[str]) -> None:
+        self.stack = stack
+        self.environment = environment
+        self.workloads = workloads
+        super().__init__(
+            f"Cannot destroy {stack}",
+            [
+                Problem(
+                    "--stack",
+                    f"environment {environment} still has workloads deployed "
+                    f"({', '.join(workloads)}); destroy them first: gke-inference workload "
+                    f"destroy --stack {environment} --name NAME",
+                )
+            ],
+        )
 
 
 # --------------------------------------------------------------------------- results
@@ -234,10 +254,8 @@ class RunnerBase(abc.ABC):
         return sorted(names)
 
     def _refuse_platform_destroy_with_workloads(self, env: str) -> None:
+        """A platform with workload stacks left is not destroyed: a user error (exit 2),
+        refused before any operation, like a spec the environment cannot deploy."""
         deployed = self.list_workloads(env)
         if deployed:
-            raise AutomationError(
-                f"environment {env} still has workloads deployed ({', '.join(deployed)}); "
-                "destroy them first: gke-inference workload destroy --stack "
-                f"{env} --name NAME"
-            )
+            raise WorkloadsRemainError(self.stack_name(PlatformStack(env)), env, deployed)

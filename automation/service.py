@@ -6,7 +6,8 @@ through the runner (the Pulumi Automation API or the offline plan); clients
 poll ``GET /v1/operations/{id}``. Every ``/v1`` route needs
 ``Authorization: Bearer <GKE_INFERENCE_API_TOKEN>``.
 
-A spec is checked completely before anything is queued: its fields
+A spec is checked completely before anything is queued (a preview without a
+body checks the submitted spec again): its fields
 (``parse_spec``), whether it can be deployed at all and whether the
 environment enables its compute class
 (:func:`~gke_inference.automation.deployability.checked_deployment`). Every
@@ -289,11 +290,14 @@ async def preview_workload(
     data = await _json_body(request, required=False)
     if data is None:
         record = await run_in_threadpool(_existing, state.store, env, name)
-        document = record.spec
-    else:
-        spec = await run_in_threadpool(_deployable_spec, state, env, data, name)
-        document = _spec_document(spec)
-    return await run_in_threadpool(_submit, state, response, env, name, "preview", document)
+        data = record.spec
+    # The submitted spec is checked again: the environment may no longer take it (a
+    # compute class removed from its stack config) and that is a 422 now, not a
+    # preview accepted (202) only to fail.
+    spec = await run_in_threadpool(_deployable_spec, state, env, data, name)
+    return await run_in_threadpool(
+        _submit, state, response, env, name, "preview", _spec_document(spec)
+    )
 
 
 @v1.delete(
@@ -305,6 +309,14 @@ async def preview_workload(
 def delete_workload(
     name: str, response: Response, env: Environment, state: State
 ) -> OperationAccepted:
+    """Destroy a submitted workload's stack.
+
+    A workload that was never submitted is a 404, as the CLI's ``workload
+    destroy`` of a stack that does not exist is exit 2 ("does not exist"):
+    both say there is nothing to destroy rather than pretend a destroy ran. A
+    submitted workload whose stack was never created (its first ``up``
+    failed) is destroyed successfully with no changes, and its record goes.
+    """
     _existing(state.store, env, name)
     return _submit(state, response, env, name, "destroy", None)
 

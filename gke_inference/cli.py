@@ -9,13 +9,28 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from gke_inference.core.console import Parser, add_format_options, progress, silence_stdout
 from gke_inference.core.errors import ExitCode, UserInputError
+
+DISTRIBUTION = "gke-inference"  # [project] name in pyproject.toml
+
+
+def version() -> str:
+    """The installed distribution's version (package metadata)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version(DISTRIBUTION)
+    except PackageNotFoundError:  # running from a checkout that was never installed
+        return "unknown"
 
 
 def _plan(args: argparse.Namespace) -> int:
     from gke_inference.offline.planning import plan_platform
     from gke_inference.offline.render import render_tree
 
+    progress(f"planning {args.stack} offline (the provider SDKs load first: a few seconds)...")
     if args.workload:
         from gke_inference.offline.planning import plan_workload
 
@@ -29,7 +44,7 @@ def _plan(args: argparse.Namespace) -> int:
         doc = plan.to_json()
         if report is not None:
             doc["policy"] = report.to_json()
-        sys.stdout.write(json.dumps(doc, indent=2, sort_keys=False) + "\n")
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     else:
         sys.stdout.write(render_tree(plan) + "\n")
         if report is not None:
@@ -191,10 +206,11 @@ def _add_policy_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="gke-inference",
         description="GKE inference reference architecture as a Pulumi program.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     plan = sub.add_parser(
@@ -202,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="show offline what `pulumi up` would register (no cloud, no CLI needed)",
     )
     plan.add_argument("--stack", "-s", default="dev", help="environment: dev, prod, ...")
-    plan.add_argument("--format", choices=["text", "json"], default="text")
+    add_format_options(plan)
     plan.add_argument(
         "--config",
         "-c",
@@ -238,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sizer.add_argument("spec", metavar="SPEC", help="workload spec file (YAML or JSON)")
     sizer.add_argument("--devices", type=int, help="require this many devices per node")
-    sizer.add_argument("--format", choices=["text", "json"], default="text")
+    add_format_options(sizer)
     sizer.set_defaults(handler=_size)
 
     policy = sub.add_parser("policy", help="run the policy pack offline")
@@ -248,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="check a saved `plan --format json` file (exit 1 on a mandatory violation)",
     )
     check.add_argument("file", metavar="FILE", help="saved plan JSON, or - for stdin")
-    check.add_argument("--format", choices=["text", "json"], default="text")
+    add_format_options(check)
     _add_policy_options(check)
     check.set_defaults(handler=_policy_check)
 
@@ -265,10 +281,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        code: int = args.handler(args)
-    except UserInputError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return ExitCode.USER_ERROR
+        try:
+            code: int = args.handler(args)
+        except UserInputError as exc:
+            sys.stderr.write(f"error: {exc}\n")
+            return ExitCode.USER_ERROR
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+    except BrokenPipeError:
+        # The reader went away (``| head``, a pager quit): not an error of this
+        # command. As the Python docs recommend, point stdout at devnull so the
+        # interpreter's final flush does not fail again, and exit quietly.
+        silence_stdout()
+        return ExitCode.OK
     return code
 
 

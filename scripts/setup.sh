@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
+echo "setup: installing the project and its dev tools into .venv; this takes a few minutes the first time (the Pulumi provider SDKs are large)..." >&2
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi

@@ -38,6 +38,7 @@ from gke_inference.automation.settings import AutomationSettings
 from gke_inference.cli import main
 from gke_inference.core.errors import SpecError
 from gke_inference.workloads.spec import load_spec, parse_spec
+from tests.support.offline import cli_state_file, deploy_platforms
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = str(REPO / "workloads/examples/gemma-3-1b-l4.yaml")
@@ -52,6 +53,12 @@ def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("PULUMI_BACKEND_URL", raising=False)
     monkeypatch.chdir(REPO)
     return tmp_path / "xdg" / "gke-inference"
+
+
+def platforms(*envs: str) -> None:
+    """Deploy the platform stacks of ``envs`` offline, where the CLI keeps its state."""
+    settings = AutomationSettings.from_env()
+    deploy_platforms(settings, cli_state_file(settings), *envs)
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -73,6 +80,7 @@ def latest_spec(tmp_path: Path) -> str:
 
 def test_workload_lifecycle_offline(capsys: pytest.CaptureFixture[str], state: Path) -> None:
     offline = ("--runner", "offline")
+    platforms("dev")
     code, out, _ = run(capsys, "workload", "preview", "--stack", "dev", "--file", EXAMPLE, *offline)
     assert code == 0
     assert out.startswith("Previewing update (organization/gke-inference-workloads/dev-gemma-3-1b)")
@@ -106,6 +114,7 @@ def test_workload_lifecycle_offline(capsys: pytest.CaptureFixture[str], state: P
 
 def test_policy_violation_exits_1(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     spec = latest_spec(tmp_path)
+    platforms("dev")
     code, out, err = run(
         capsys, "workload", "up", "--stack", "dev", "--file", spec, "--runner", "offline"
     )
@@ -202,18 +211,23 @@ def test_platform_commands_offline(capsys: pytest.CaptureFixture[str]) -> None:
     assert json.loads(out)["kubeconfig"] == "[secret]"
     assert run(capsys, "workload", "up", "--stack", "dev", "--file", EXAMPLE, *offline)[0] == 0
     code, _, err = run(capsys, "platform", "destroy", "--stack", "dev", *offline)
-    assert code == 4 and "destroy them first" in err
+    assert code == 2 and "destroy them first" in err  # a user error: nothing was done
     assert (
         run(capsys, "workload", "destroy", "--stack", "dev", "--name", "gemma-3-1b", *offline)[0]
         == 0
     )
-    code, out, _ = run(capsys, "platform", "destroy", "--stack", "dev", *offline)
-    assert code == 0 and "to delete" in out
+    # The registries and the KMS key ring are protected in every environment: the engine
+    # refuses to delete them (exit 4, as a Pulumi failure) and the stack is left as it was.
+    code, out, err = run(capsys, "platform", "destroy", "--stack", "dev", *offline)
+    assert code == 4 and "cannot be deleted because it is protected" in err
+    assert "gcp:kms/keyRing:KeyRing::base-secrets-ring" in err
+    assert json.loads(run(capsys, "platform", "outputs", "--stack", "dev", *offline)[1])
 
 
 def test_promote_shows_the_plan_diff_then_deploys(capsys: pytest.CaptureFixture[str]) -> None:
     offline = ("--runner", "offline")
-    promote = ("promote", "--file", EXAMPLE, "--from", "dev", "--to", "prod", *offline)
+    promote = ("promote", "--file", EXAMPLE, "--from", "dev", "--to", "prod", "--yes", *offline)
+    platforms("dev", "prod")
     code, _, err = run(capsys, *promote)
     assert code == 2 and "not deployed in dev" in err
     assert run(capsys, "workload", "up", "--stack", "dev", "--file", EXAMPLE, *offline)[0] == 0
@@ -412,7 +426,10 @@ def test_one_operation_per_stack_in_process(tmp_path: Path) -> None:
         assert release.wait(30)
 
     settings = AutomationSettings(REPO, (tmp_path / "b").as_uri(), tmp_path / "s")
-    runner = OfflineRunner(settings, delay=slow)
+    runner = OfflineRunner(settings)
+    runner.run("up", PlatformStack("dev"))  # workload stacks need their platform stacks
+    runner.run("up", PlatformStack("prod"))
+    runner.delay = slow
     spec = load_spec(EXAMPLE)
     worker = threading.Thread(target=runner.run, args=("up", WorkloadStack.of("dev", spec)))
     worker.start()
@@ -478,6 +495,8 @@ def test_serve_end_to_end(tmp_path: Path) -> None:
         "XDG_STATE_HOME": str(tmp_path / "xdg"),
         "PYTHONUNBUFFERED": "1",
     }
+    settings = AutomationSettings.from_env(project_dir=REPO, environ=env)
+    deploy_platforms(settings, cli_state_file(settings), "dev")
     log = tmp_path / "serve.log"
     with open(log, "wb") as out:
         server = subprocess.Popen(
@@ -528,3 +547,120 @@ def test_serve_end_to_end(tmp_path: Path) -> None:
     assert "gke-inference service on http://127.0.0.1" in output
     assert token not in output
     assert (tmp_path / "xdg" / "gke-inference" / "service.db").exists()
+
+
+# --------------------------------------------------------------------------- confirmation
+
+
+def test_a_production_change_without_a_terminal_needs_yes(
+    capsys: pytest.CaptureFixture[str], state: Path
+) -> None:
+    offline = ("--runner", "offline")
+    for argv in (
+        ("platform", "up", "--stack", "prod"),
+        ("platform", "destroy", "-s", "prod"),
+        ("workload", "up", "--stack", "prod", "--file", EXAMPLE),
+        ("workload", "destroy", "--stack", "prod", "--name", "gemma-3-1b"),
+    ):
+        code, out, err = run(capsys, *argv, *offline)
+        assert code == 2, argv
+        assert err.count("\n") == 1 and "pass --yes (-y) to approve" in err, err
+        assert "prod is a production environment" in err
+        assert out == ""  # refused before any stack operation (no preview either)
+    assert not (state / "offline-state.json").exists()
+    code, out, _ = run(capsys, "platform", "up", "--stack", "prod", "-y", *offline)
+    assert code == 0 and "up of organization/gke-inference/prod: done" in out
+    code, out, _ = run(capsys, "workload", "up", "-s", "prod", "-f", EXAMPLE, "--yes", *offline)
+    assert code == 0 and "up of organization/gke-inference-workloads/prod-gemma-3-1b" in out
+
+
+def test_dev_needs_no_confirmation(capsys: pytest.CaptureFixture[str]) -> None:
+    offline = ("--runner", "offline")
+    assert run(capsys, "platform", "up", "--stack", "dev", *offline)[0] == 0
+    assert run(capsys, "workload", "up", "--stack", "dev", "--file", EXAMPLE, *offline)[0] == 0
+    code, _, err = run(capsys, "workload", "destroy", "-s", "dev", "--name", "gemma-3-1b", *offline)
+    assert code == 0 and err == ""
+
+
+def test_promote_to_production_needs_yes_without_a_terminal(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    offline = ("--runner", "offline")
+    platforms("dev", "prod")  # the target's platform is there: only the approval is missing
+    assert run(capsys, "workload", "up", "--stack", "dev", "--file", EXAMPLE, *offline)[0] == 0
+    promote = ("promote", "--file", EXAMPLE, "--from", "dev", "--to", "prod", *offline)
+    code, out, err = run(capsys, *promote)
+    assert code == 2 and "promote of gemma-3-1b to prod" in err and "--yes" in err
+    assert "+++ organization/gke-inference-workloads/prod-gemma-3-1b (plan)" in out  # diff first
+    assert "Updating" not in out
+    assert run(capsys, "workload", "list", "--stack", "prod", *offline)[1].startswith(
+        "no workloads"
+    )
+
+
+def test_production_is_what_the_settings_say(tmp_path: Path) -> None:
+    from gke_inference.automation.cli import is_production
+
+    runner = OfflineRunner(AutomationSettings.from_env())
+    assert is_production(runner, "prod") is True
+    assert is_production(runner, "dev") is False
+    assert is_production(runner, "no-such-env") is False  # the operation reports it
+
+
+def _on_a_terminal(
+    argv: list[str], answers: list[str], env: dict[str, str]
+) -> tuple[int, str, str]:
+    """Run the CLI with stdin and stderr on a pseudo-terminal, answering each prompt."""
+    import pty
+    import select
+
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gke_inference.cli", *argv],
+        stdin=terminal,
+        stderr=terminal,
+        stdout=subprocess.PIPE,
+        cwd=REPO,
+        env=env,
+    )
+    os.close(terminal)
+    seen = b""
+    pending = list(answers)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([controller], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            seen += chunk
+            if pending and seen.rstrip().endswith(b"yes/no:"):
+                os.write(controller, pending.pop(0).encode() + b"\n")
+        elif proc.poll() is not None:
+            break
+    assert proc.stdout is not None
+    out = proc.stdout.read().decode()
+    code = proc.wait(timeout=30)
+    os.close(controller)
+    return code, out, seen.decode(errors="replace")
+
+
+def test_a_terminal_asks_before_a_production_update(state: Path) -> None:
+    env = {**os.environ, "XDG_STATE_HOME": str(state.parent)}
+    argv = ["platform", "up", "--stack", "prod", "--runner", "offline"]
+    code, out, terminal = _on_a_terminal([*argv, "--skip-preview"], ["no"], env)
+    assert code == 2, terminal
+    assert "Do you want to perform this update? yes/no:" in terminal
+    assert "confirmation declined, not proceeding with the update" in terminal
+    assert "Updating" not in out
+    assert not (state / "offline-state.json").exists()
+    code, out, terminal = _on_a_terminal(argv, ["maybe", "yes"], env)
+    assert code == 0, terminal
+    assert "please answer yes or no" in terminal
+    assert "planning prod offline" in terminal  # progress: stderr is a terminal
+    assert out.startswith("Previewing update (organization/gke-inference/prod)")  # then asked
+    assert "up of organization/gke-inference/prod: done" in out
+    assert (state / "offline-state.json").exists()

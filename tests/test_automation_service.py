@@ -27,6 +27,7 @@ from gke_inference.automation.service import ServiceConfigError, create_app
 from gke_inference.automation.settings import AutomationSettings
 from gke_inference.automation.store import INTERRUPTED, Operation, SQLStore, new_id
 from gke_inference.automation.worker import Redactor
+from tests.support.offline import deploy_platforms
 from tests.support.postgres import PostgresUnavailable, shared_postgres
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,6 +76,8 @@ def gate() -> Gate:
 
 @pytest.fixture
 def runner(tmp_path: Path, gate: Gate) -> OfflineRunner:
+    # Workload stacks read their platform through a StackReference: deploy both first.
+    deploy_platforms(settings(tmp_path), tmp_path / "offline.json", "dev", "prod")
     return OfflineRunner(settings(tmp_path), state_file=tmp_path / "offline.json", delay=gate)
 
 

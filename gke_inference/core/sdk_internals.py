@@ -24,6 +24,7 @@ name in the SDK                             why
 ``pulumi.runtime.mocks.MockEngine``         the engine log sink of a mocked run
 ``pulumi.runtime.mocks._resolve_callbacks`` transforms of a registration, as the mock does
 ``pulumi.runtime.proto.resource_pb2``       the RegisterResource response message
+``pulumi._types._raw_return_hints``         an Args class's property types by engine name
 ==========================================  ===========================================
 """
 
@@ -33,6 +34,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from pulumi import _types as _pulumi_types
 from pulumi.runtime import mocks as _mocks
 from pulumi.runtime import rpc as _rpc
 from pulumi.runtime import settings as _settings
@@ -112,3 +114,15 @@ def serialize_properties(values: dict[str, Any]) -> Awaitable[Any]:
 
 def is_rpc_secret(value: Any) -> bool:
     return bool(_rpc.is_rpc_secret(value))
+
+
+def input_property_hints(cls: type) -> dict[str, Any]:
+    """The resolved type hint of every input property of an ``@input_type`` class
+    (a resource's ``...Args`` or a nested input type), keyed by engine (camelCase) name."""
+    hints: dict[str, Any] = _pulumi_types._raw_return_hints(cls)
+    return hints
+
+
+def is_input_type(cls: Any) -> bool:
+    """Whether ``cls`` is an ``@pulumi.input_type`` class."""
+    return isinstance(cls, type) and bool(_pulumi_types.is_input_type(cls))

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import runpy
 from pathlib import Path
+from typing import Any
 
-from gke_inference.core.contract import WORKLOADS_PROJECT, platform_stack_name, workload_stack_name
+from gke_inference.core.contract import (
+    WORKLOADS_PROJECT,
+    PlatformOutputs,
+    platform_stack_name,
+    workload_stack_name,
+)
 from gke_inference.core.stack_config import (
     find_project_dir,
     load_stack_config,
@@ -32,13 +39,29 @@ def plan_platform(
     def program() -> None:
         runpy.run_path(program_file, run_name="__main__")
 
-    return run_offline(
+    plan = run_offline(
         program,
         project=project_name(root),
         stack=stack,
         config=to_engine_config(config),
         monitor=monitor,
     )
+    plan.outputs = typed_platform_outputs(plan.outputs)
+    return plan
+
+
+def typed_platform_outputs(outputs: dict[str, Any]) -> dict[str, Any]:
+    """The platform's outputs with the contract's integers as ints (the engine hands
+    numbers over as floats): ``gatewayBackendTimeoutSeconds`` is 3600, not 3600.0."""
+    integers = {
+        f.metadata["output"] for f in dataclasses.fields(PlatformOutputs) if str(f.type) == "int"
+    }
+    return {
+        key: int(value)
+        if key in integers and isinstance(value, float) and value.is_integer()
+        else value
+        for key, value in outputs.items()
+    }
 
 
 def plan_workload(

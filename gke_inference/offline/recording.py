@@ -20,9 +20,14 @@ from typing import Any
 
 from gke_inference.core import sdk_internals as sdk
 from gke_inference.core.contract import SECRET_MASK
+from gke_inference.offline.schema import sorted_maps, typed_inputs
 
 STACK_TYPE = "pulumi:pulumi:Stack"
 FAKE_PROJECT_NUMBER = "123456789012"
+#: How a value only the cloud knows (a cluster's endpoint and CA certificate) is
+#: shown in a printed or exported plan, as ``pulumi preview`` shows an unknown
+#: output; ``Plan.to_json`` also lists those outputs under ``unknownOutputs``.
+UNKNOWN = "[unknown]"
 
 _log = logging.getLogger("gke_inference.offline.recording")
 
@@ -48,7 +53,7 @@ class RecordedResource:
             "name": self.name,
             "parent": self.parent,
             "custom": self.custom,
-            "inputs": self.inputs,
+            "inputs": sorted_maps(self.inputs),
             "protect": self.protect,
             "provider": self.provider,
             "dependsOn": self.depends_on,
@@ -56,7 +61,7 @@ class RecordedResource:
         if self.read:
             out["read"] = True
         if self.options:
-            out["options"] = self.options
+            out["options"] = sorted_maps(self.options)
         return out
 
 
@@ -67,13 +72,25 @@ class Plan:
     resources: list[RecordedResource]
     outputs: dict[str, Any]
     secret_outputs: list[str] = field(default_factory=list)
+    # Outputs whose value only the cloud knows: ``outputs`` holds the mock's stand-in
+    # (workload plans read them through the StackReference); printed as UNKNOWN.
+    unknown_outputs: list[str] = field(default_factory=list)
+
+    def shown_outputs(self) -> dict[str, Any]:
+        """The outputs as a preview shows them: maps sorted, cloud-computed ones UNKNOWN."""
+        unknown = set(self.unknown_outputs)
+        return {
+            key: UNKNOWN if key in unknown else sorted_maps(self.outputs[key])
+            for key in sorted(self.outputs)
+        }
 
     def to_json(self) -> dict[str, Any]:
         return {
             "project": self.project,
             "stack": self.stack,
             "resources": [r.to_json() for r in self.resources],
-            "outputs": self.outputs,
+            "outputs": self.shown_outputs(),
+            "unknownOutputs": sorted(self.unknown_outputs),
         }
 
     def by_type(self, type_: str) -> list[RecordedResource]:
@@ -119,7 +136,8 @@ class PlanMocks(sdk.Mocks):
 
     Outputs are the inputs plus the computed attributes the program reads
     (emails, endpoints, ids). The mock has no auto-naming, so ``name`` falls back
-    to the logical name.
+    to the logical name. Values no input determines (a cluster's endpoint and CA
+    certificate) are stand-ins, kept in ``computed`` so a plan shows them unknown.
     """
 
     def __init__(
@@ -130,6 +148,8 @@ class PlanMocks(sdk.Mocks):
         self.project_id = project_id or "offline-project"
         # StackReference name -> (outputs, names of the secret outputs)
         self.stack_outputs = stack_outputs or {}
+        # stand-ins for values only the cloud computes
+        self.computed: set[str] = set()
 
     def new_resource(self, args: sdk.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         inputs = dict(args.inputs)
@@ -156,9 +176,12 @@ class PlanMocks(sdk.Mocks):
         elif typ == "gcp:container/cluster:Cluster":
             digest = hashlib.sha256(str(inputs.get("name")).encode()).digest()
             state["endpoint"] = "172.16.0.34"
+            certificate = base64.b64encode(b"offline-ca-" + digest[:8]).decode()
+            dns_endpoint = f"gke-{digest.hex()[:32]}.{inputs.get('location')}.gke.goog"
+            self.computed |= {state["endpoint"], certificate, dns_endpoint}
             state["masterAuth"] = {
                 **(inputs.get("masterAuth") or {}),
-                "clusterCaCertificate": base64.b64encode(b"offline-ca-" + digest[:8]).decode(),
+                "clusterCaCertificate": certificate,
             }
             state["controlPlaneEndpointsConfig"] = {
                 **(inputs.get("controlPlaneEndpointsConfig") or {}),
@@ -167,7 +190,7 @@ class PlanMocks(sdk.Mocks):
                         (inputs.get("controlPlaneEndpointsConfig") or {}).get("dnsEndpointConfig")
                         or {}
                     ),
-                    "endpoint": f"gke-{digest.hex()[:32]}.{inputs.get('location')}.gke.goog",
+                    "endpoint": dns_endpoint,
                 },
             }
             resource_id = (
@@ -216,6 +239,7 @@ class RecordingMonitor(sdk.MockMonitor):
 
     def _record(self, urn: str, request: Any, raw: Any, *, read: bool) -> None:
         inputs, _ = mask_secrets(raw if isinstance(raw, dict) else {})
+        inputs = typed_inputs(request.type, inputs)  # numbers arrive as floats
         options: dict[str, Any] = {}
         if not read:
             if request.ignoreChanges:
@@ -360,10 +384,24 @@ def run_offline(
                 stack_urn, STACK_TYPE, f"{project}-{stack}", None, False, {}, False, None, []
             ),
         )
+    outputs = monitor.outputs.get(stack_urn, {})
+    computed: set[str] = getattr(monitor.mocks, "computed", set())
     return Plan(
         project=project,
         stack=stack,
         resources=resources,
-        outputs=monitor.outputs.get(stack_urn, {}),
+        outputs=outputs,
         secret_outputs=monitor.secret_outputs.get(stack_urn, []),
+        unknown_outputs=sorted(k for k, v in outputs.items() if _mentions(v, computed)),
     )
+
+
+def _mentions(value: Any, stand_ins: set[str]) -> bool:
+    """Whether ``value`` holds (or is built from) one of the mock's stand-in values."""
+    if isinstance(value, str):
+        return any(s in value for s in stand_ins)
+    if isinstance(value, dict):
+        return any(_mentions(v, stand_ins) for v in value.values())
+    if isinstance(value, list):
+        return any(_mentions(v, stand_ins) for v in value)
+    return False

@@ -74,11 +74,34 @@ def summary(resource: RecordedResource) -> str:
     return ", ".join(parts)
 
 
+def change_summary(plan: Plan) -> list[str]:
+    """What ``pulumi up`` of an empty stack would do, as ``pulumi preview`` sums it up.
+
+    ``+ N to create`` counts every registered resource (the stack and components
+    included, as Pulumi counts them); reads (StackReferences, ``get`` calls) are
+    not created. Then the count per type, the largest first.
+    """
+    created = [r for r in plan.resources if not r.read]
+    reads = len(plan.resources) - len(created)
+    lines = ["Resources:", f"    + {len(created)} to create"]
+    if reads:
+        lines.append(f"    > {reads} to read")
+    counts: dict[str, int] = defaultdict(int)
+    for r in created:
+        counts[r.type] += 1
+    width = len(str(max(counts.values(), default=0)))
+    lines += ["", "By type:"]
+    for type_, count in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
+        lines.append(f"    {str(count).rjust(width)}  {type_}")
+    return lines
+
+
 def render_tree(plan: Plan) -> str:
     children: dict[str | None, list[RecordedResource]] = defaultdict(list)
     for r in plan.resources:
         children[r.parent].append(r)
     lines: list[str] = [f"Offline plan of {plan.project}/{plan.stack}", ""]
+    lines += [*change_summary(plan), ""]
 
     def walk(resource: RecordedResource, depth: int) -> None:
         flags = []
@@ -101,6 +124,6 @@ def render_tree(plan: Plan) -> str:
     custom = sum(1 for r in plan.resources if r.custom)
     lines += ["", f"{len(plan.resources)} resources ({custom} cloud/cluster resources)", ""]
     lines.append("Outputs:")
-    for key in sorted(plan.outputs):
-        lines.append(f"  {key}: {_compact(plan.outputs[key])}")
+    for key, value in plan.shown_outputs().items():  # cloud-computed ones: [unknown]
+        lines.append(f"  {key}: {_compact(value)}")
     return "\n".join(lines)
