@@ -30,19 +30,24 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-EMULATOR = Path("/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator")
 DEFAULT_PROJECT = "local-streaming"
 REPO = Path(__file__).resolve().parents[1]
+# How the emulator is started and stopped (by PID) is shared with the worker tests.
+sys.path.insert(0, str(REPO / "tests" / "worker"))
+from pubsub_emulator import (  # noqa: E402
+    free_port,
+    running_emulator,
+    stop_process_group,
+)
 
 
 @dataclass(frozen=True)
@@ -164,61 +169,6 @@ def create_resources(resources: StreamingResources) -> None:
 # --------------------------------------------------------------------------- processes
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def wait_for_port(port: int, timeout_s: float, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the emulator exited early with {proc.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-            return
-        time.sleep(0.1)
-    raise SystemExit(f"the emulator is not listening on 127.0.0.1:{port} after {timeout_s}s")
-
-
-def stop_process_group(proc: subprocess.Popen[Any], timeout_s: float = 30) -> None:
-    """Stop a process started in its own session, and its children, by its PID."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout_s)
-    else:  # the launcher script is gone; make sure its JVM is too
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-
-
-@contextlib.contextmanager
-def running_emulator(port: int, log_path: Path) -> Iterator[str]:
-    """The emulator on 127.0.0.1:``port`` for the block; yields ``host:port``."""
-    if not EMULATOR.exists():
-        raise SystemExit(
-            f"no Pub/Sub emulator at {EMULATOR}: gcloud components install pubsub-emulator"
-        )
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [str(EMULATOR), "--host=127.0.0.1", f"--port={port}"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        wait_for_port(port, 90, proc)
-        yield f"127.0.0.1:{port}"
-    finally:
-        stop_process_group(proc)
-
-
 def worker_command() -> list[str]:
     local = Path(sys.executable).with_name("gke-inference-worker")
     if local.exists():
@@ -254,7 +204,13 @@ def _resources(args: argparse.Namespace) -> StreamingResources:
 def cmd_run(args: argparse.Namespace) -> int:
     resources = _resources(args)
     log = Path(args.emulator_log)
-    with running_emulator(args.port or free_port(), log) as host:
+    with contextlib.ExitStack() as stack:
+        try:
+            host = stack.enter_context(
+                running_emulator(log, args.port or free_port(), timeout_s=90)
+            )
+        except (OSError, RuntimeError) as exc:  # no emulator, exited early, never listened
+            raise SystemExit(f"the Pub/Sub emulator did not start: {exc} (log: {log})") from None
         os.environ["PUBSUB_EMULATOR_HOST"] = host
         create_resources(resources)
         env = {"PUBSUB_EMULATOR_HOST": host}

@@ -1,6 +1,7 @@
 """Start and stop the real Cloud Pub/Sub emulator on 127.0.0.1, by PID.
 
-Shared by the worker tests (``conftest.py``) and ``bench/worker_throughput.py``.
+Shared by the worker tests (``conftest.py``), ``bench/worker_throughput.py`` and
+``scripts/streaming_local.py``.
 """
 
 from __future__ import annotations
@@ -57,9 +58,16 @@ def stop_process_group(proc: subprocess.Popen[Any], timeout_s: float = 10) -> No
 
 
 @contextlib.contextmanager
-def running_emulator(log_path: Path) -> Iterator[str]:
-    """Run the emulator for the duration of the block; yields ``host:port``."""
-    port = free_port()
+def running_emulator(
+    log_path: Path, port: int | None = None, timeout_s: float = 60
+) -> Iterator[str]:
+    """Run the emulator on 127.0.0.1 (``port``, or a free one) for the duration of the
+    block; yields ``host:port``."""
+    if not EMULATOR.exists():
+        raise FileNotFoundError(
+            f"no Pub/Sub emulator at {EMULATOR}: gcloud components install pubsub-emulator"
+        )
+    port = port or free_port()
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [str(EMULATOR), "--host=127.0.0.1", f"--port={port}"],
@@ -68,7 +76,7 @@ def running_emulator(log_path: Path) -> Iterator[str]:
             start_new_session=True,
         )
     try:
-        wait_for_port(port, 60, proc)
+        wait_for_port(port, timeout_s, proc)
         yield f"127.0.0.1:{port}"
     finally:
         stop_process_group(proc)
