@@ -15,6 +15,7 @@ from gke_inference.core.contract import export_platform_outputs
 from gke_inference.core.settings import PlatformSettings, parse_settings, project_config
 from gke_inference.inference.capacity import nap_limits
 from gke_inference.inference.compute_classes import queued_node_pools
+from gke_inference.inference.gateway import BackendProtection
 from gke_inference.inference.platform import InferencePlatform, InferencePlatformArgs
 from gke_inference.platform.base import BasePlatform, BasePlatformArgs
 from gke_inference.platform.cluster import ResourceLimit
@@ -69,6 +70,7 @@ def export_outputs(
         "gateway_namespace": inf.gateway.namespace,
         "gateway_exposure": inf.gateway.exposure,
         "gateway_backend_timeout_seconds": inf.gateway.backend_timeout_seconds,
+        "gateway_backend_protection": BackendProtection.of(inf.gateway).to_output(),
         "compute_classes": inference.compute_classes,
         "queued_node_pools": queued_node_pools(settings),
     }

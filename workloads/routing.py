@@ -14,7 +14,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
-from gke_inference.inference.gateway import backend_policy_spec
+from gke_inference.inference.gateway import BackendProtection, backend_policy_spec
 from gke_inference.inference.inference_extension import POOL_GROUP
 from gke_inference.workloads.platform_ref import PlatformRef
 
@@ -80,7 +80,12 @@ def expose_on_gateway(
             "networking.gke.io/v1",
             "GCPBackendPolicy",
             backend_policy_spec(
-                backend_kind, backend_name, timeout, iap=platform.gateway_exposure == "external"
+                backend_kind,
+                backend_name,
+                timeout,
+                BackendProtection.from_output(
+                    platform.gateway_backend_protection, platform.gateway_exposure
+                ),
             ),
         ),
         (

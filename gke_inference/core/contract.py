@@ -80,6 +80,12 @@ class PlatformOutputs:
         "artifactRegistryRemotes", default_factory=dict
     )
     gateway_backend_timeout_seconds: int = _output("gatewayBackendTimeoutSeconds", default=3600)
+    # what the environment puts in front of external routes (inference.gateway.backend_
+    # protection): iap "true"/"false", iapClientId, iapClientSecret, securityPolicy; {}
+    # from older platform stacks means IAP with the Google-managed client
+    gateway_backend_protection: dict[str, str] = _output(  # noqa: RUF009
+        "gatewayBackendProtection", default_factory=dict
+    )
     # machine type -> its queued-provisioning (DWS) pools: capacity only a batch Job's
     # ProvisioningRequest gets (empty in Autopilot and where none is configured)
     queued_node_pools: dict[str, list[str]] = _output(  # noqa: RUF009

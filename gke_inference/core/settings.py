@@ -278,14 +278,38 @@ class GatewaySettings(StrictModel):
     namespace: str = Field(default="gateway", pattern=_DNS_LABEL, max_length=63)
     certificate: str | None = Field(default=None, pattern=_DNS_LABEL)
     backend_timeout_seconds: int = Field(default=3600, ge=30, le=86_400)
+    # What stands in front of the routes of an external gateway (internal ones are
+    # reached from the VPC only): IAP, with the Google-managed OAuth client (users of
+    # the organization) unless iapOauthClientId + iapOauthClientSecret (the name of a
+    # Secret with key client_secret in the workload namespace) name one, and/or a Cloud
+    # Armor security policy. At least one of them for an external gateway.
+    iap: bool = True
+    iap_oauth_client_id: str | None = Field(
+        default=None, pattern=r"^[0-9]+-[a-z0-9]+\.apps\.googleusercontent\.com$"
+    )
+    iap_oauth_client_secret: str | None = Field(default=None, pattern=_DNS_LABEL)
+    security_policy: str | None = Field(default=None, pattern=r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 
     @pydantic.model_validator(mode="after")
     def _tls(self) -> GatewaySettings:
+        problems = []
         if self.exposure == "external" and not self.certificate:
-            raise ValueError(
+            problems.append(
                 "an external gateway serves HTTPS only: set certificate to the name of a "
                 "Google-managed (pre-shared) SSL certificate"
             )
+        if self.exposure == "external" and not self.iap and not self.security_policy:
+            problems.append(
+                "an external gateway's routes must be behind IAP or a Cloud Armor policy: "
+                "keep iap: true or set securityPolicy"
+            )
+        if (self.iap_oauth_client_id is None) != (self.iap_oauth_client_secret is None):
+            problems.append(
+                "iapOauthClientId and iapOauthClientSecret go together (a custom OAuth "
+                "client), or neither (the Google-managed one)"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
 
