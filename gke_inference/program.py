@@ -11,6 +11,7 @@ from typing import Any
 import pulumi
 
 from gke_inference.core import sdk_internals
+from gke_inference.core.admission import binary_authorization_allowlist
 from gke_inference.core.contract import export_platform_outputs
 from gke_inference.core.settings import PlatformSettings, parse_settings, project_config
 from gke_inference.inference.capacity import nap_limits
@@ -73,5 +74,8 @@ def export_outputs(
         "gateway_backend_protection": BackendProtection.of(inf.gateway).to_output(),
         "compute_classes": inference.compute_classes,
         "queued_node_pools": queued_node_pools(settings),
+        "binary_authorization_allowlist": binary_authorization_allowlist(settings),
+        "image_digests": settings.image_digests,
+        "image_digests_required": settings.image_digests_required,
     }
     export_platform_outputs(pulumi.export, values, {"kubeconfig": base.kubeconfig})

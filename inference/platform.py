@@ -22,7 +22,10 @@ from gke_inference.inference.compute_classes import (
 )
 from gke_inference.inference.gateway import InferenceGateway, InferenceGatewayArgs
 from gke_inference.inference.inference_extension import InferenceExtension
-from gke_inference.inference.leader_worker_set import LeaderWorkerSetController
+from gke_inference.inference.leader_worker_set import (
+    LeaderWorkerSetController,
+    LeaderWorkerSetControllerArgs,
+)
 from gke_inference.inference.metrics_adapter import MetricsAdapter, MetricsAdapterArgs
 from gke_inference.inference.model_storage import ModelBucket, ModelBucketArgs
 from gke_inference.inference.observability import (
@@ -121,13 +124,17 @@ class InferencePlatform(pulumi.ComponentResource):
             MetricsAdapterArgs(
                 project=s.project,
                 project_number=number,
-                image=inf.metrics_adapter_image,
+                image=s.metrics_adapter_image,
                 on_system_pool=not s.autopilot,
             ),
             k8s_opts,
         )
         InferenceExtension(f"{name}-extension", k8s_opts)
-        LeaderWorkerSetController(f"{name}-lws", k8s_opts)
+        LeaderWorkerSetController(
+            f"{name}-lws",
+            LeaderWorkerSetControllerArgs(s.platform_image("lws-controller")),
+            k8s_opts,
+        )
         InferenceGateway(
             f"{name}-gateway",
             InferenceGatewayArgs(inf.gateway, addons.gateway_namespace),

@@ -8,7 +8,8 @@ import pulumi
 from pulumi_gcp import artifactregistry
 
 from gke_inference.core.components import child_options
-from gke_inference.core.settings import UPSTREAM_HOSTS, RegistrySettings
+from gke_inference.core.images import UPSTREAM_HOSTS
+from gke_inference.core.settings import RegistrySettings
 
 
 @dataclass

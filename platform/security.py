@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_gcp import binaryauthorization, kms
 
+from gke_inference.core.admission import admission_patterns
 from gke_inference.core.components import child_options
 from gke_inference.platform.identity import project_number
 
@@ -91,9 +92,8 @@ class BinaryAuthorization(pulumi.ComponentResource):
             description="gke-inference: allow this project's Artifact Registry only",
             global_policy_evaluation_mode="ENABLE",
             admission_whitelist_patterns=[
-                binaryauthorization.PolicyAdmissionWhitelistPatternArgs(
-                    name_pattern=f"{args.region}-docker.pkg.dev/{args.project}/**"
-                ),
+                binaryauthorization.PolicyAdmissionWhitelistPatternArgs(name_pattern=pattern)
+                for pattern in admission_patterns(args.project, args.region)
             ],
             default_admission_rule=binaryauthorization.PolicyDefaultAdmissionRuleArgs(
                 evaluation_mode="ALWAYS_DENY",

@@ -91,6 +91,15 @@ class PlatformOutputs:
     queued_node_pools: dict[str, list[str]] = _output(  # noqa: RUF009
         "queuedNodePools", default_factory=dict
     )
+    # Binary Authorization's admissionWhitelistPatterns (gke_inference.core.admission);
+    # empty where admission is not enforced (and for older platform stacks)
+    binary_authorization_allowlist: list[str] = _output(  # noqa: RUF009
+        "binaryAuthorizationAllowlist", default_factory=list
+    )
+    # pinned image name -> sha256 digest (gke_inference.core.images), and whether the
+    # environment requires every image by digest (older platform stacks: none, no)
+    image_digests: dict[str, str] = _output("imageDigests", default_factory=dict)  # noqa: RUF009
+    image_digests_required: bool = _output("imageDigestsRequired", default=False)
 
     @staticmethod
     def keys() -> dict[str, str]:
@@ -136,8 +145,14 @@ def _coerce(annotation: Any, value: Any) -> Any:
     text = str(annotation)
     if text == "int":
         return int(value)
+    if text == "bool":
+        if isinstance(value, str):
+            return value.strip().lower() == "true"
+        return bool(value)
     if text == "dict[str, list[str]]":
         return {str(k): [str(v) for v in values] for k, values in dict(value).items()}
+    if text == "list[str]":
+        return [str(v) for v in value]
     if text.startswith("dict"):
         return {str(k): str(v) for k, v in dict(value).items()}
     return str(value)

@@ -32,6 +32,12 @@ from pydantic import Field
 
 from gke_inference.core.contract import PLATFORM_PROJECT
 from gke_inference.core.errors import Problem, SettingsError
+from gke_inference.core.images import (
+    DIGEST_PATTERN,
+    PINNED_IMAGES,
+    UPSTREAM_HOSTS,
+    Upstream,
+)
 from gke_inference.core.validation import StrictModel, describe_pattern, format_path, problems_from
 from gke_inference.inference import catalog
 
@@ -167,19 +173,6 @@ class SecuritySettings(StrictModel):
     kms_rotation_days: int = Field(default=90, ge=1, le=365)
     binary_authorization: Literal["enforced", "disabled"] | None = None
     enable_apis: bool = True
-
-
-Upstream = Literal["docker-hub", "registry-k8s", "ghcr", "nvcr", "quay"]
-
-#: The registry host behind each upstream a remote repository can proxy: the
-#: registry creates the remotes from it, workloads name images through it.
-UPSTREAM_HOSTS: dict[Upstream, str] = {
-    "docker-hub": "docker.io",
-    "registry-k8s": "registry.k8s.io",
-    "ghcr": "ghcr.io",
-    "nvcr": "nvcr.io",
-    "quay": "quay.io",
-}
 
 
 class RemoteRepository(StrictModel):
@@ -331,8 +324,8 @@ class InferenceSettings(StrictModel):
     gateway: GatewaySettings = GatewaySettings()
     model_bucket: ModelBucketSettings = ModelBucketSettings()
     metrics_adapter_image: str = Field(
-        default="gcr.io/gke-release/custom-metrics-stackdriver-adapter:v0.16.7-gke.0",
-        pattern=r"^[a-z0-9.-]+(/[a-z0-9._-]+)+(:[A-Za-z0-9._-]+|@sha256:[a-f0-9]{64})$",
+        default=PINNED_IMAGES["metrics-adapter"].ref,
+        pattern=r"^[a-z0-9.-]+(/[a-z0-9._-]+)+(:[A-Za-z0-9._-]+)?(@sha256:[a-f0-9]{64})?$",
     )
 
     @pydantic.field_validator("nap_max_devices")
@@ -366,6 +359,26 @@ class InferenceSettings(StrictModel):
         return self.nap_max_devices.get(accelerator.key, accelerator.default_max_devices)
 
 
+class ImageSettings(StrictModel):
+    """Digests of the pinned images (:mod:`gke_inference.core.images`), by name."""
+
+    digests: dict[str, Annotated[str, Field(pattern=DIGEST_PATTERN)]] = Field(
+        default_factory=dict, max_length=len(PINNED_IMAGES)
+    )
+    # Every image by digest; default: in production. A production stack cannot opt out.
+    require_digests: bool | None = None
+
+    @pydantic.field_validator("digests")
+    @classmethod
+    def _known_images(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if key not in PINNED_IMAGES:
+                raise ValueError(
+                    f"{key!r} is not a pinned image; accepted: {', '.join(PINNED_IMAGES)}"
+                )
+        return value
+
+
 class PlatformSettings(StrictModel):
     """Everything the platform stack reads from its config, validated."""
 
@@ -383,6 +396,7 @@ class PlatformSettings(StrictModel):
     registry: RegistrySettings = RegistrySettings()
     observability: ObservabilitySettings = ObservabilitySettings()
     inference: InferenceSettings = InferenceSettings()
+    images: ImageSettings = ImageSettings()
 
     # Derived facts: one place decides what "production" implies.
     @property
@@ -402,6 +416,43 @@ class PlatformSettings(StrictModel):
     def binary_authorization_enforced(self) -> bool:
         explicit = self.security.binary_authorization
         return self.is_production if explicit is None else explicit == "enforced"
+
+    @property
+    def image_digests_required(self) -> bool:
+        explicit = self.images.require_digests
+        return self.is_production if explicit is None else explicit
+
+    @property
+    def image_digests(self) -> dict[str, str]:
+        """Pinned image name -> digest, as configured (the platform output ``imageDigests``)."""
+        return dict(sorted(self.images.digests.items()))
+
+    def platform_image(self, name: str) -> str:
+        """A pinned image the platform itself runs, as its cluster pulls it: through this
+        project's remote of its upstream (the repository ``registry.remotes`` names), with
+        its configured digest."""
+        image = PINNED_IMAGES[name]
+        ref = image.ref
+        if image.source == "remote" and image.upstream is not None:
+            remote = next((r for r in self.registry.remotes if r.upstream == image.upstream), None)
+            host = (
+                f"{self.region}-docker.pkg.dev/{self.project}/{remote.name}"
+                if remote
+                else UPSTREAM_HOSTS[image.upstream]
+            )
+            ref = f"{host}/{image.ref}"
+        digest = self.images.digests.get(name)
+        return f"{ref}@{digest}" if digest else ref
+
+    @property
+    def metrics_adapter_image(self) -> str:
+        """The adapter image to run: the setting, pinned by its configured digest when it is
+        the pinned default."""
+        image = self.inference.metrics_adapter_image
+        if image == PINNED_IMAGES["metrics-adapter"].ref:
+            digest = self.images.digests.get("metrics-adapter")
+            return f"{image}@{digest}" if digest else image
+        return image
 
     @property
     def immutable_tags(self) -> bool:
@@ -552,6 +603,27 @@ def _production_problems(s: PlatformSettings, add: Adder) -> None:
         add("cluster.deletionProtection", "must be true in a production stack (got false)")
     if s.security.binary_authorization == "disabled":
         add("security.binaryAuthorization", "must be 'enforced' in a production stack")
+    if s.images.require_digests is False:
+        add("images.requireDigests", "must be true in a production stack (got false)")
+
+
+def _image_problems(s: PlatformSettings, add: Adder) -> None:
+    """Images Binary Authorization will admit. (Missing digests are the mandatory policy
+    ``images-pinned-by-digest``: it sees every image, the spec's own included.)"""
+    if s.binary_authorization_enforced:
+        # Pinned images come through the remotes; without one they would name the
+        # upstream registry, which the allow-list (this project's registry) refuses.
+        have = {r.upstream for r in s.registry.remotes}
+        needed = sorted(
+            {i.upstream for i in PINNED_IMAGES.values() if i.upstream and i.upstream not in have}
+        )
+        if needed:
+            add(
+                "registry.remotes",
+                "Binary Authorization admits this project's Artifact Registry only, and the "
+                f"pinned images come from {', '.join(needed)}: add a remote for each "
+                f"(upstream {', '.join(needed)})",
+            )
 
 
 def _consistency_problems(
@@ -572,6 +644,7 @@ def _consistency_problems(
         _cluster_problems(settings.cluster, settings.region, add)
         _inference_problems(settings, add)
         _production_problems(settings, add)
+        _image_problems(settings, add)
         return problems
     network = _section(NetworkSettings, data.get("network"))
     if network is not None:
