@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from gke_inference.core.admission import binary_authorization_allowlist
 from gke_inference.core.settings import PlatformSettings, parse_settings, project_config
 from gke_inference.core.stack_config import load_stack_config, to_engine_config
 from gke_inference.inference.compute_classes import enabled_classes, queued_node_pools
@@ -49,5 +50,7 @@ def checked_deployment(project_dir: Path, environment: str, spec: WorkloadSpec) 
         classes=environment_classes(settings),
         gateway_exposure=settings.inference.gateway.exposure,
         queued_pools=queued_node_pools(settings),
+        admission=binary_authorization_allowlist(settings),
+        digests_required=settings.image_digests_required,
     )
     return deployment

@@ -26,7 +26,6 @@ from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
 from gke_inference.inference.inference_extension import OBJECTIVE_GROUP, POOL_GROUP, POOL_VERSION
 from gke_inference.workloads.pods import SERVER_PORT, container_security, pod_security
 
-EPP_IMAGE = "gateway-api-inference-extension/epp:v1.5.0"  # on registry.k8s.io
 EPP_GRPC_PORT = 9002
 EPP_HEALTH_PORT = 9003
 EPP_METRICS_PORT = 9090

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from gke_inference.core.admission import image_problem
 from gke_inference.core.errors import Problem, SpecError
 
 if TYPE_CHECKING:
@@ -224,13 +225,20 @@ def require_deployable_in(
     classes: dict[str, str],
     gateway_exposure: str,
     queued_pools: Mapping[str, Sequence[str]],
+    admission: Sequence[str],
+    digests_required: bool,
 ) -> None:
     """Every rule that needs the target environment, before any resource is registered:
-    its compute classes, its queued pools, production readiness, and what its gateway
-    can route to."""
+    its compute classes, its queued pools, production readiness, the images its cluster
+    admits (``admission``: Binary Authorization's allow-list, empty where it is not
+    enforced; ``digests_required``: every image by digest), and what its gateway can
+    route to."""
     require_enabled_class(deployment, classes)
     require_queued_pool(deployment, queued_pools, environment)
     require_production_ready(deployment, environment)
+    require_admitted_images(
+        deployment, environment, admission=admission, digests_required=digests_required
+    )
     spec = deployment.spec
     if spec.routing.mode == "inference-pool" and gateway_exposure == "external":
         # GKE routes to InferencePool backends from its regional Gateway classes
@@ -247,6 +255,32 @@ def require_deployable_in(
                 )
             ],
         )
+
+
+def spec_images(spec: WorkloadSpec) -> dict[str, str]:
+    """The images a spec names itself (field path -> image); the pinned ones the platform
+    pins (``images.digests``) and pulls through its own registry."""
+    found = {
+        "server.image": spec.server.image,
+        "batch.workerImage": spec.batch.worker_image if spec.batch else None,
+        "streaming.workerImage": spec.streaming.worker_image if spec.streaming else None,
+        "comfyui.image": spec.comfyui.image if spec.comfyui else None,
+    }
+    return {path: image for path, image in found.items() if image}
+
+
+def require_admitted_images(
+    deployment: Deployment, environment: str, *, admission: Sequence[str], digests_required: bool
+) -> None:
+    """Every image the spec names must be one the environment's cluster admits (its Binary
+    Authorization allow-list) and, where required, pinned by digest."""
+    problems = [
+        Problem(path, why)
+        for path, image in spec_images(deployment.spec).items()
+        if (why := image_problem(image, admission, digest_required=digests_required))
+    ]
+    if problems:
+        raise SpecError(f"Workload {deployment.spec.name!r} cannot run in {environment}", problems)
 
 
 def require_enabled_class(deployment: Deployment, classes: dict[str, str]) -> None:

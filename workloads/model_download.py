@@ -61,8 +61,8 @@ from gke_inference.workloads.platform_ref import PlatformRef
 from gke_inference.workloads.pods import (
     container_security,
     labels_for,
+    pinned_image,
     pod_security,
-    remote_image,
 )
 from gke_inference.workloads.sizing import Sizing
 from gke_inference.workloads.spec import WorkloadSpec
@@ -72,8 +72,6 @@ from gke_inference.workloads.storage import service_account_with_bucket_access
 # repository like the vLLM images, so Binary Authorization can allow this
 # project's registry only; Google's Cloud SDK image is published there as
 # google/cloud-sdk (Google keeps each version about a year: bump it yearly).
-CLOUD_SDK_IMAGE = "google/cloud-sdk:573.0.0-slim"
-PYTHON_IMAGE = "python:3.12.12-slim-bookworm"
 HUGGINGFACE_HUB_VERSION = "0.36.0"
 STORAGE_CLASS = "standard-rwo"  # GKE's default balanced persistent disk
 MARKER = ".gke-inference-download"
@@ -270,7 +268,7 @@ class ModelDownload(pulumi.ComponentResource):
             # Pulumi waits for the Job to complete; give it the whole deadline.
             "pulumi.com/timeoutSeconds": str(deadline + 600),
         }
-        cloud_sdk = remote_image(platform, CLOUD_SDK_IMAGE)
+        cloud_sdk = pinned_image(platform, "cloud-sdk")
         k8s.batch.v1.Job(
             f"{name}-job",
             metadata=ObjectMetaArgs(
@@ -291,7 +289,7 @@ class ModelDownload(pulumi.ComponentResource):
                             step("prepare", cloud_sdk, prepare_script(with_token), 1, "512Mi"),
                             step(
                                 "download",
-                                remote_image(platform, PYTHON_IMAGE),
+                                pinned_image(platform, "python"),
                                 download_script(with_token),
                                 4,
                                 "8Gi",

@@ -21,7 +21,7 @@ from gke_inference.workloads.pods import (
     SERVER_PORT,
     ModelServer,
     cluster_service,
-    remote_image,
+    pinned_image,
     service_url,
     vllm_container,
 )
@@ -131,9 +131,9 @@ class OnlineInference(pulumi.ComponentResource):
         workload, namespace = spec.name, platform.workload_namespace
         prefix = spec.routing.path_prefix or f"/{workload}"
         if spec.routing.mode == "inference-pool":
-            from gke_inference.workloads.inference_pool import EPP_IMAGE, InferencePoolRouting
+            from gke_inference.workloads.inference_pool import InferencePoolRouting
 
-            epp_image = remote_image(platform, EPP_IMAGE, upstream="registry-k8s")
+            epp_image = pinned_image(platform, "epp")
             pool = InferencePoolRouting(
                 name,
                 workload,

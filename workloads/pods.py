@@ -34,7 +34,7 @@ from pulumi_kubernetes.core.v1 import (
 )
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
-from gke_inference.core.settings import UPSTREAM_HOSTS, Upstream
+from gke_inference.core.images import PINNED_IMAGES, UPSTREAM_HOSTS, image_tag, with_digest
 from gke_inference.inference.cluster_addons import MODEL_SERVER_LABEL
 from gke_inference.inference.compute_classes import COMPUTE_CLASS_LABEL
 from gke_inference.workloads.lifecycle import (
@@ -61,7 +61,6 @@ from gke_inference.workloads.storage import (
     xla_cache_prefix,
     xla_cache_volume,
 )
-from gke_inference.workloads.vllm_server import VLLM_IMAGES, image_tag
 
 SERVER_PORT = 8000
 VLLM_VERSION_LABEL = "gke-inference/vllm-version"
@@ -69,15 +68,14 @@ VLLM_VERSION_LABEL = "gke-inference/vllm-version"
 PREFETCH_PARALLELISM = 16
 
 
-# The gke-inference-worker image (worker/), pushed to the platform's Artifact
-# Registry by worker/cloudbuild.yaml; its version is worker/pyproject.toml's.
-WORKER_IMAGE_NAME = "gke-inference-worker"
-WORKER_IMAGE_TAG = "0.1.0"
+# The gke-inference-worker image (worker/, PINNED_IMAGES["worker"]), pushed to the
+# platform's Artifact Registry by worker/cloudbuild.yaml; its version is
+# worker/pyproject.toml's.
 WORKER_UID = 65532  # the image's user
 
 
 def worker_image(platform: PlatformRef, override: str | None) -> str:
-    return override or f"{platform.artifact_registry}/{WORKER_IMAGE_NAME}:{WORKER_IMAGE_TAG}"
+    return override or pinned_image(platform, "worker")
 
 
 def gcp_labels(spec: WorkloadSpec, environment: str) -> dict[str, str]:
@@ -98,19 +96,28 @@ def labels_for(name: str, kind: str) -> dict[str, str]:
     }
 
 
-def remote_image(platform: PlatformRef, image: str, upstream: Upstream = "docker-hub") -> str:
-    """``repo/name:tag`` of an upstream registry -> the same image via the platform's
-    pull-through remote repository (scanned, cached, allowed by Binary Authorization);
-    the upstream itself when the environment has no such remote."""
-    remote = platform.artifact_registry_remotes.get(upstream)
-    return f"{remote}/{image}" if remote else f"{UPSTREAM_HOSTS[upstream]}/{image}"
+def pinned_image(platform: PlatformRef, name: str) -> str:
+    """The image pinned under ``name`` (:data:`PINNED_IMAGES`) as this environment pulls it:
+    through the platform's pull-through remote of its upstream (scanned, cached, allowed
+    by Binary Authorization; the upstream itself when the environment has no such
+    remote) or from the team repository, with the platform's digest when it has one."""
+    image = PINNED_IMAGES[name]
+    if image.source == "team":
+        ref = f"{platform.artifact_registry}/{image.ref}"
+    elif image.source == "remote" and image.upstream is not None:
+        remote = platform.artifact_registry_remotes.get(image.upstream)
+        ref = f"{remote}/{image.ref}" if remote else f"{UPSTREAM_HOSTS[image.upstream]}/{image.ref}"
+    else:
+        ref = image.ref
+    return with_digest(ref, platform.image_digests.get(name))
 
 
 def server_image(spec: WorkloadSpec, platform: PlatformRef) -> tuple[str, str]:
-    """The vLLM image to pull (the spec's own, or the pinned one through the platform's
-    Docker Hub remote) and its tag (for the version label)."""
-    ref = spec.server.image or VLLM_IMAGES[spec.server.type]
-    return spec.server.image or remote_image(platform, ref), image_tag(ref)
+    """The vLLM image to pull (the spec's own, or the pinned one of its server type) and
+    its tag (for the version label)."""
+    if spec.server.image:
+        return spec.server.image, image_tag(spec.server.image)
+    return pinned_image(platform, spec.server.type), image_tag(PINNED_IMAGES[spec.server.type].ref)
 
 
 def cluster_service(

@@ -46,6 +46,8 @@ def workload_program(
             classes=platform.compute_classes,
             gateway_exposure=platform.gateway_exposure,
             queued_pools=platform.queued_node_pools,
+            admission=platform.binary_authorization_allowlist,
+            digests_required=platform.image_digests_required,
         )
         provider = kubernetes_provider(
             "platform-cluster", platform.cluster_name, platform.kubeconfig

@@ -30,8 +30,10 @@ _MODEL_ID = describe_pattern(
     "a Hugging Face id (org/name) or a gs://bucket/path",
 )
 _IMAGE = describe_pattern(
-    r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+(:[A-Za-z0-9._-]+|@sha256:[a-f0-9]{64})$",
-    "a container image with a registry, a repository and a pinned tag or digest",
+    r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+"
+    r"(:[A-Za-z0-9._-]+|@sha256:[a-f0-9]{64}|:[A-Za-z0-9._-]+@sha256:[a-f0-9]{64})$",
+    "a container image with a registry, a repository and a pinned tag, digest or both "
+    "(name:tag@sha256:<64 hex>)",
 )
 _GCS_PREFIX = describe_pattern(
     r"^gs://[a-z0-9][a-z0-9._-]{1,61}[a-z0-9](/[^\s]*)?$", "a gs://bucket/prefix path"

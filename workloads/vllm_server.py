@@ -18,12 +18,11 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-# vLLM images, pulled through the platform's Docker Hub remote repository.
-VLLM_IMAGES = {"vllm-gpu": "vllm/vllm-openai:v0.11.2", "vllm-tpu": "vllm/vllm-tpu:v0.11.1"}
+from gke_inference.core.images import PINNED_IMAGES, image_tag
 
-
-def image_tag(image: str) -> str:
-    return image.rsplit(":", 1)[-1] if ":" in image.rsplit("/", 1)[-1] else "unknown"
+# vLLM images (by server type, the names their digests are pinned under), pulled
+# through the platform's Docker Hub remote repository.
+VLLM_IMAGES = {t: PINNED_IMAGES[t].ref for t in ("vllm-gpu", "vllm-tpu")}
 
 
 def server_version(server_type: str) -> str:
