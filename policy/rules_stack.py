@@ -16,9 +16,11 @@ from typing import Any
 
 from pulumi_policy import PolicyResource, ReportViolation, StackValidationArgs
 
+from gke_inference.core.admission import admitted
+from gke_inference.core.images import has_digest
 from gke_inference.policy import vllm_metrics
 from gke_inference.policy.base import Rules
-from gke_inference.policy.config import param
+from gke_inference.policy.config import is_prod, param
 from gke_inference.policy.props import get, items, number, obj, short_type
 from gke_inference.policy.rules_kubernetes import (
     DEPLOYMENT,
@@ -321,3 +323,95 @@ def _hpa_metrics(args: StackValidationArgs, report: ReportViolation) -> None:
 
 
 POLICIES = RULES.policies
+
+
+# --------------------------------------------------------------------------- admission
+
+BINAUTHZ_POLICY = "gcp:binaryauthorization/policy:Policy"
+STACK_REFERENCE = "pulumi:pulumi:StackReference"
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What the stack's cluster admits: Binary Authorization's allow-list (empty where it
+    is not enforced) and whether every image must carry a digest."""
+
+    patterns: list[str]
+    digests_required: bool
+    source: str
+
+
+def admission_of(args: StackValidationArgs) -> Admission | None:
+    """The platform stack: its own Binary Authorization policy, digests by ``prodStacks``.
+    A workload stack: the platform outputs its StackReference read
+    (``binaryAuthorizationAllowlist``, ``imageDigestsRequired``). None when neither is
+    there (a stack of neither kind, or a platform stack older than those outputs)."""
+    for r in args.resources:
+        if r.resource_type == BINAUTHZ_POLICY:
+            patterns = [
+                str(obj(p).get("namePattern"))
+                for p in items(r.props.get("admissionWhitelistPatterns"))
+                if obj(p).get("namePattern")
+            ]
+            return Admission(patterns, is_prod(args, r.urn), "this stack's Binary Authorization")
+    for r in args.resources:
+        if r.resource_type == STACK_REFERENCE:
+            outputs = obj(r.props.get("outputs"))
+            if "binaryAuthorizationAllowlist" in outputs or "imageDigestsRequired" in outputs:
+                required = outputs.get("imageDigestsRequired")
+                return Admission(
+                    [str(p) for p in items(outputs.get("binaryAuthorizationAllowlist"))],
+                    required is True or str(required).lower() == "true",
+                    f"platform stack {r.props.get('name') or r.name}",
+                )
+    return None
+
+
+def stack_images(args: StackValidationArgs) -> list[tuple[PolicyResource, str, str]]:
+    """(resource, container path, image) of every container in the stack."""
+    found = []
+    for r in args.resources:
+        for pod in pod_specs(r.resource_type, r.props):
+            for path, container in containers(pod):
+                image = container.get("image")
+                if isinstance(image, str) and image:
+                    found.append((r, path, image))
+    return found
+
+
+@RULES.stack("images-admitted-by-binary-authorization")
+def _admitted(args: StackValidationArgs, report: ReportViolation) -> None:
+    """Every container image is one the cluster's Binary Authorization policy admits (GKE
+    system images excepted, as the policy's global evaluation mode exempts them)."""
+    admission = admission_of(args)
+    if admission is None or not admission.patterns:
+        args.not_applicable("Binary Authorization is not enforced for this stack")
+        return
+    for r, path, image in stack_images(args):
+        if not admitted(image, admission.patterns):
+            report(
+                f"{short_type(r.resource_type)} {r.name}: {path}.image {image} is outside the "
+                f"allow-list of {admission.source} ({', '.join(admission.patterns)}); the "
+                "cluster would refuse the pod. Pull it through the platform's Artifact "
+                "Registry (a remote repository or the team repository).",
+                r.urn,
+            )
+
+
+@RULES.stack("images-pinned-by-digest", params=("prodStacks",))
+def _digests(args: StackValidationArgs, report: ReportViolation) -> None:
+    """In production every container image is pinned by digest (image@sha256:...): a tag
+    can be pushed again, a digest cannot."""
+    admission = admission_of(args)
+    if admission is None or not admission.digests_required:
+        args.not_applicable("this stack's environment does not require digests")
+        return
+    for r, path, image in stack_images(args):
+        if not has_digest(image):
+            report(
+                f"{short_type(r.resource_type)} {r.name}: {path}.image {image} has no digest; "
+                "production pins every image as image@sha256:<64 hex> (pinned images: "
+                "images.digests in the platform stack config, see scripts/pin_images.py; "
+                "a spec's own image: give it with its digest).",
+                r.urn,
+            )

@@ -176,7 +176,7 @@ def _common_args(
     r: RecordedResource, providers: Mapping[str, PolicyProviderResource]
 ) -> tuple[str, Any, str, str, PolicyResourceOptions, PolicyProviderResource | None]:
     """The leading arguments the SDK's validation args and PolicyResource both take."""
-    return r.type, _copy(r.inputs), r.urn, r.name, _options(r), providers.get(r.provider or "")
+    return r.type, _copy(r.props), r.urn, r.name, _options(r), providers.get(r.provider or "")
 
 
 def _policy_resources(
@@ -224,6 +224,7 @@ def resources_from_plan_json(data: Any, source: str = "plan") -> list[RecordedRe
                 depends_on=[str(d) for d in item.get("dependsOn") or []],
                 read=bool(item.get("read", False)),
                 options=dict(item.get("options") or {}),
+                state=dict(item.get("state") or {}),
             )
         )
     return found

@@ -45,6 +45,14 @@ class RecordedResource:
     depends_on: list[str]
     read: bool = False
     options: dict[str, Any] = field(default_factory=dict)
+    # What a read returned (a StackReference's outputs, secrets masked): the props a
+    # stack policy sees for a read resource.
+    state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def props(self) -> dict[str, Any]:
+        """The properties policies see: a read's state, a registration's inputs."""
+        return self.state if self.read and self.state else self.inputs
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -60,6 +68,8 @@ class RecordedResource:
         }
         if self.read:
             out["read"] = True
+            if self.state:
+                out["state"] = sorted_maps(self.state)
         if self.options:
             out["options"] = sorted_maps(self.options)
         return out
@@ -298,6 +308,14 @@ class RecordingMonitor(sdk.MockMonitor):
         self._record(
             response.urn, request, sdk.deserialize_properties(request.properties), read=True
         )
+        state, _ = mask_secrets(sdk.deserialize_properties(response.properties))
+        if request.type == "pulumi:pulumi:StackReference":
+            # The mock hands secret outputs over in clear; a policy sees them masked.
+            secret = set(state.get("secretOutputNames") or [])
+            outputs = dict(state.get("outputs") or {})
+            state["outputs"] = {k: SECRET_MASK if k in secret else v for k, v in outputs.items()}
+        with self._lock:
+            self.records[response.urn].state = state
         return response
 
     def RegisterResourceOutputs(self, request: Any) -> Any:
