@@ -39,6 +39,7 @@ from gke_inference.cli import main
 from gke_inference.core.errors import SpecError
 from gke_inference.workloads.spec import load_spec, parse_spec
 from tests.support.offline import cli_state_file, deploy_platforms
+from tests.support.pinning import pinned_project_copy
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = str(REPO / "workloads/examples/gemma-3-1b-l4.yaml")
@@ -608,7 +609,7 @@ def test_production_is_what_the_settings_say(tmp_path: Path) -> None:
 
 
 def _on_a_terminal(
-    argv: list[str], answers: list[str], env: dict[str, str]
+    argv: list[str], answers: list[str], env: dict[str, str], cwd: Path = REPO
 ) -> tuple[int, str, str]:
     """Run the CLI with stdin and stderr on a pseudo-terminal, answering each prompt."""
     import pty
@@ -620,7 +621,7 @@ def _on_a_terminal(
         stdin=terminal,
         stderr=terminal,
         stdout=subprocess.PIPE,
-        cwd=REPO,
+        cwd=cwd,
         env=env,
     )
     os.close(terminal)
@@ -648,16 +649,17 @@ def _on_a_terminal(
     return code, out, seen.decode(errors="replace")
 
 
-def test_a_terminal_asks_before_a_production_update(state: Path) -> None:
+def test_a_terminal_asks_before_a_production_update(state: Path, tmp_path: Path) -> None:
     env = {**os.environ, "XDG_STATE_HOME": str(state.parent)}
     argv = ["platform", "up", "--stack", "prod", "--runner", "offline"]
-    code, out, terminal = _on_a_terminal([*argv, "--skip-preview"], ["no"], env)
+    project = pinned_project_copy(tmp_path / "project")
+    code, out, terminal = _on_a_terminal([*argv, "--skip-preview"], ["no"], env, project)
     assert code == 2, terminal
     assert "Do you want to perform this update? yes/no:" in terminal
     assert "confirmation declined, not proceeding with the update" in terminal
     assert "Updating" not in out
     assert not (state / "offline-state.json").exists()
-    code, out, terminal = _on_a_terminal(argv, ["maybe", "yes"], env)
+    code, out, terminal = _on_a_terminal(argv, ["maybe", "yes"], env, project)
     assert code == 0, terminal
     assert "please answer yes or no" in terminal
     assert "planning prod offline" in terminal  # progress: stderr is a terminal

@@ -12,11 +12,11 @@ from typing import Any
 import yaml
 
 from gke_inference.core.errors import SpecError
+from gke_inference.core.images import PINNED_IMAGES
 from gke_inference.offline.manifests import kubernetes_objects, validate_manifests
 from gke_inference.offline.planning import plan_workload
 from gke_inference.offline.policy_check import check_plan
 from gke_inference.offline.recording import Plan
-from gke_inference.workloads.inference_pool import EPP_IMAGE
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "workloads" / "examples"
@@ -45,7 +45,7 @@ def pool_plan(tmp_path: Path, *overrides: str) -> Plan:
 
 def test_epp_image_is_a_published_release() -> None:
     # v1.5.0 is a tag of the upstream repository and the chart's default image tag.
-    assert EPP_IMAGE == "gateway-api-inference-extension/epp:v1.5.0"
+    assert PINNED_IMAGES["epp"].ref == "gateway-api-inference-extension/epp:v1.5.0"
 
 
 def test_epp_is_sized_and_drains_as_upstream(tmp_path: Path) -> None:

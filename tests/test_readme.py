@@ -21,6 +21,7 @@ import pytest
 from gke_inference.core.settings import PlatformSettings
 from gke_inference.core.validation import StrictModel
 from gke_inference.offline.recording import Plan
+from tests.support.examples import EXAMPLE_STACKS
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
@@ -116,6 +117,15 @@ def model_keys() -> set[str]:
             f"{top}.{sub.alias or sub_name}" for sub_name, sub in section.model_fields.items()
         )
     return keys
+
+
+def test_the_example_environments_are_the_ones_the_tests_plan_them_on() -> None:
+    """The README's example table names every example with the stack the tests plan it
+    on (and find free of mandatory violations)."""
+    current = SECTIONS["readme_section"](readme(), "example-stacks")
+    assert current is not None, "README.md lost the <!-- example-stacks:begin/end --> markers"
+    rows = dict(re.findall(r"^\| `([^`]+\.yaml)` \| `(\w+)` \|$", current, re.MULTILINE))
+    assert rows == EXAMPLE_STACKS
 
 
 def test_settings_table_names_only_real_keys() -> None:

@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from gke_inference.core.errors import SpecError
+from gke_inference.core.images import image_tag
 from gke_inference.inference import catalog
 from gke_inference.offline.planning import plan_workload
 from gke_inference.offline.recording import Plan
@@ -30,7 +31,6 @@ from gke_inference.workloads.vllm_server import (
     VLLM_IMAGES,
     env_problems,
     flag_problems,
-    image_tag,
     server_version,
     table,
 )

@@ -378,9 +378,19 @@ def test_streaming_model_server_is_an_unexposed_online_child() -> None:
 # --------------------------------------------------------------------------- ComfyUI
 
 
+#: The ComfyUI image as a production stack must name it: its own registry, by digest.
+PROD_COMFYUI_IMAGE = (
+    "us-central1-docker.pkg.dev/acme-inference-prod/inference/comfyui:0.3.66-cu128@sha256:"
+    + "c0" * 32
+)
+
+
 @pytest.mark.parametrize(("stack", "force_destroy"), [("dev", True), ("prod", False)])
-def test_comfyui_buckets(stack: str, force_destroy: bool) -> None:
-    p = plan("comfyui-l4.yaml", stack)
+def test_comfyui_buckets(stack: str, force_destroy: bool, tmp_path: Path) -> None:
+    spec = "comfyui-l4.yaml"
+    if stack == "prod":
+        spec = write_spec(tmp_path, spec, comfyui={"image": PROD_COMFYUI_IMAGE, "port": 8188})
+    p = plan(spec, stack)
     project = f"acme-inference-{stack}"
     buckets = {r.inputs["name"]: r.inputs for r in p.by_type("gcp:storage/bucket:Bucket")}
     assert sorted(buckets) == [
