@@ -73,6 +73,7 @@ def export_outputs(
         "gateway_backend_timeout_seconds": inf.gateway.backend_timeout_seconds,
         "gateway_backend_protection": BackendProtection.of(inf.gateway).to_output(),
         "compute_classes": inference.compute_classes,
+        "network_ranges": settings.network_ranges,
         "queued_node_pools": queued_node_pools(settings),
         "binary_authorization_allowlist": binary_authorization_allowlist(settings),
         "image_digests": settings.image_digests,

@@ -1,4 +1,4 @@
-"""In-cluster basics for inference: namespaces, priority classes, model-server scraping."""
+"""In-cluster basics: namespaces (default-deny networking), priority classes, scraping."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
-from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
+from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
 
 from gke_inference.core.components import child_options
 
@@ -69,6 +69,18 @@ class ClusterAddons(pulumi.ComponentResource):
                 labels={**pod_security_labels("restricted"), "environment": args.environment},
             ),
             opts=child_options(self, opts),
+        )
+        # Nothing in the workload namespace sends or receives until a policy of its
+        # own admits it: every pod the workload kinds render gets one
+        # (gke_inference.workloads.network_policy), a pod someone adds by hand gets
+        # nothing until it has one.
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-workloads-default-deny",
+            metadata=ObjectMetaArgs(name="default-deny", namespace=args.workload_namespace),
+            spec=k8s.networking.v1.NetworkPolicySpecArgs(
+                pod_selector=LabelSelectorArgs(), policy_types=["Ingress", "Egress"]
+            ),
+            opts=child_options(self, opts, depends_on=[self.workload_namespace]),
         )
         for pc_name, value, default, description in PRIORITY_CLASSES:
             k8s.scheduling.v1.PriorityClass(

@@ -30,6 +30,7 @@ from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
 from gke_inference.core.components import child_options
 from gke_inference.workloads.lifecycle import grace_period_seconds, user_env
+from gke_inference.workloads.network_policy import isolate
 from gke_inference.workloads.platform_ref import PlatformRef
 from gke_inference.workloads.pods import (
     SERVER_PORT,
@@ -200,6 +201,17 @@ class BatchInference(pulumi.ComponentResource):
                 template=template,
             ),
             opts=child_options(self, opts, depends_on=[account, *requests]),
+        )
+        # The worker calls its server on localhost (no policy applies inside a pod);
+        # Managed Prometheus scrapes the server's /metrics (it carries the model-server
+        # label); out: the buckets through FUSE.
+        isolate(
+            name,
+            ObjectMetaArgs(name=workload, namespace=namespace, labels=labels),
+            {"app.kubernetes.io/name": workload},
+            platform,
+            k8s_opts,
+            scraped=[SERVER_PORT],
         )
         self.register_outputs(
             {"jobName": self.job_name, "input": batch.input, "output": batch.output}

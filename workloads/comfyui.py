@@ -38,6 +38,7 @@ from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
 from gke_inference.core.components import child_options
 from gke_inference.inference.compute_classes import COMPUTE_CLASS_LABEL
 from gke_inference.workloads.lifecycle import user_env
+from gke_inference.workloads.network_policy import isolate
 from gke_inference.workloads.platform_ref import PlatformRef
 from gke_inference.workloads.pods import (
     cluster_service,
@@ -59,8 +60,6 @@ from gke_inference.workloads.storage import (
 RUN_AS = 10000
 MODEL_PREFIX = "comfyui"
 BACKEND_TIMEOUT_SECONDS = 600  # long prompts queue behind each other
-# Google Cloud load balancers: health checks and Google Front End proxies.
-LOAD_BALANCER_RANGES = ("35.191.0.0/16", "130.211.0.0/22")
 MODEL_FOLDERS = (
     "checkpoints", "clip", "clip_vision", "configs", "controlnet", "diffusion_models",
     "embeddings", "loras", "style_models", "text_encoders", "unet", "upscale_models", "vae",
@@ -242,31 +241,14 @@ class ComfyUI(pulumi.ComponentResource):
             child_options(self, opts, depends_on=[deployment]),
         )
         self._expose(name, spec, platform, labels, port, k8s_opts)
-        k8s.networking.v1.NetworkPolicy(
-            f"{name}-ingress",
-            metadata=ObjectMetaArgs(name=workload, namespace=namespace, labels=labels),
-            spec=k8s.networking.v1.NetworkPolicySpecArgs(
-                pod_selector=LabelSelectorArgs(match_labels=selector),
-                policy_types=["Ingress"],
-                ingress=[
-                    k8s.networking.v1.NetworkPolicyIngressRuleArgs(
-                        from_=[
-                            *(
-                                k8s.networking.v1.NetworkPolicyPeerArgs(
-                                    ip_block=k8s.networking.v1.IPBlockArgs(cidr=cidr)
-                                )
-                                for cidr in LOAD_BALANCER_RANGES
-                            ),
-                            # Pods of the same namespace (an empty selector, no namespaceSelector).
-                            k8s.networking.v1.NetworkPolicyPeerArgs(
-                                pod_selector=LabelSelectorArgs()
-                            ),
-                        ],
-                        ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=port, protocol="TCP")],
-                    )
-                ],
-            ),
-            opts=k8s_opts,
+        # The gateway's proxies and health checkers only; out: the buckets (FUSE).
+        isolate(
+            name,
+            ObjectMetaArgs(name=workload, namespace=namespace, labels=labels),
+            selector,
+            platform,
+            k8s_opts,
+            served=[port],
         )
         self.input_bucket = input_bucket.name
         self.output_bucket = output_bucket.name

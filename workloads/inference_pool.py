@@ -24,6 +24,8 @@ import pulumi_kubernetes as k8s
 from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
 
 from gke_inference.inference.inference_extension import OBJECTIVE_GROUP, POOL_GROUP, POOL_VERSION
+from gke_inference.workloads.network_policy import GMP_NAMESPACE, isolate
+from gke_inference.workloads.platform_ref import PlatformRef
 from gke_inference.workloads.pods import SERVER_PORT, container_security, pod_security
 
 EPP_GRPC_PORT = 9002
@@ -33,8 +35,6 @@ EPP_RESOURCES = {"requests": {"cpu": "4", "memory": "8Gi"}, "limits": {"memory":
 EPP_GRACE_SECONDS = 130
 EPP_LOG_VERBOSITY = 1  # the chart's default flags.v
 METRICS_INTERVAL = "10s"  # the chart's monitoring.interval
-# Managed Prometheus runs its collectors here (gke-gmp-system on Autopilot).
-GMP_NAMESPACE = {"standard": "gmp-system", "autopilot": "gke-gmp-system"}
 
 
 class InferencePoolRouting:
@@ -49,11 +49,13 @@ class InferencePoolRouting:
         labels: dict[str, str],
         opts: pulumi.ResourceOptions,
         image: str,
-        mode: str = "standard",
+        platform: PlatformRef,
     ) -> None:
         self.pool_name = workload
         epp = f"{workload}-epp"
         epp_labels = {"app.kubernetes.io/name": epp, "gke-inference/workload": workload}
+        self.picker_selector = {"app.kubernetes.io/name": epp}
+        mode = platform.mode
         k8s.core.v1.ServiceAccount(
             f"{name}-epp-sa", metadata=ObjectMetaArgs(name=epp, namespace=namespace), opts=opts
         )
@@ -212,6 +214,21 @@ class InferencePoolRouting:
                 ],
             ),
             opts=opts,
+        )
+        # The gateway's proxies call the picker (ext-proc on gRPC) and its health
+        # checkers may probe either gRPC port; it reads pods and pools from the API
+        # server and scrapes the pool's servers; it calls no Google API.
+        isolate(
+            f"{name}-epp",
+            ObjectMetaArgs(name=epp, namespace=namespace, labels=epp_labels),
+            self.picker_selector,
+            platform,
+            opts,
+            served=[EPP_GRPC_PORT, EPP_HEALTH_PORT],
+            scraped=[EPP_METRICS_PORT],
+            peers_out=[(server_selector, [SERVER_PORT])],
+            google_apis=False,
+            api_server=True,
         )
         k8s.apiextensions.CustomResource(
             f"{name}-pool",

@@ -57,6 +57,7 @@ from gke_inference.platform.identity import project_number
 from gke_inference.workloads.fit import BYTES_PER_PARAMETER
 from gke_inference.workloads.kinds import Deployment
 from gke_inference.workloads.lifecycle import user_env
+from gke_inference.workloads.network_policy import isolate
 from gke_inference.workloads.platform_ref import PlatformRef
 from gke_inference.workloads.pods import (
     container_security,
@@ -201,7 +202,13 @@ class ModelDownload(pulumi.ComponentResource):
         k8s_opts = child_options(self, opts)
         namespace = platform.workload_namespace
         account_name = f"{spec.name}-download"
-        labels = {**labels_for(spec.name, spec.kind), "app.kubernetes.io/component": "download"}
+        # Its own name: the server's Service, PDB and HPA select app.kubernetes.io/name
+        # = the workload, and a re-download runs while the old servers still serve.
+        labels = {
+            **labels_for(spec.name, spec.kind),
+            "app.kubernetes.io/name": account_name,
+            "app.kubernetes.io/component": "download",
+        }
 
         account = service_account_with_bucket_access(
             name, account_name, platform, [(platform.model_bucket, "write")], self, k8s_opts
@@ -269,6 +276,15 @@ class ModelDownload(pulumi.ComponentResource):
             "pulumi.com/timeoutSeconds": str(deadline + 600),
         }
         cloud_sdk = pinned_image(platform, "cloud-sdk")
+        # Nothing calls it; it reaches the bucket and, for Hugging Face ids, the Hub
+        # (public HTTPS through Cloud NAT), which is the public-HTTPS rule.
+        isolate(
+            name,
+            ObjectMetaArgs(name=account_name, namespace=namespace, labels=labels),
+            {"app.kubernetes.io/name": account_name},
+            platform,
+            k8s_opts,
+        )
         k8s.batch.v1.Job(
             f"{name}-job",
             metadata=ObjectMetaArgs(

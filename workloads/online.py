@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
@@ -13,9 +14,11 @@ from gke_inference.workloads.autoscaling import autoscale, serving_min_available
 from gke_inference.workloads.multihost import (
     LWS_API_VERSION,
     LWS_KIND,
+    LWS_NAME_LABEL,
     leader_selector,
     leader_worker_set,
 )
+from gke_inference.workloads.network_policy import PodPeer, isolate
 from gke_inference.workloads.platform_ref import PlatformRef
 from gke_inference.workloads.pods import (
     SERVER_PORT,
@@ -36,6 +39,8 @@ class OnlineInferenceArgs:
     sizing: Sizing
     platform: PlatformRef
     expose: bool = True  # False when another component (streaming) is the only client
+    # the pods of the namespace that call the server (labels), besides the gateway
+    clients: Mapping[str, str] | None = None
 
 
 class OnlineInference(pulumi.ComponentResource):
@@ -82,8 +87,23 @@ class OnlineInference(pulumi.ComponentResource):
             else serving_min_available(spec, platform.environment),
         )
         self.url = pulumi.Output.from_input(service_url(workload, namespace, SERVER_PORT))
+        callers: list[PodPeer] = [(args.clients, [SERVER_PORT])] if args.clients else []
         if args.expose:
-            self._expose(name, spec, platform, labels, serving, k8s_opts)
+            callers += self._expose(name, spec, platform, labels, serving, k8s_opts)
+        # A group's pods reach each other on every port: Ray picks its object-manager,
+        # node-manager and worker ports at start, NCCL its own.
+        group: list[PodPeer] = [({LWS_NAME_LABEL: workload}, [])] if sizing.nodes > 1 else []
+        isolate(
+            name,
+            metadata,
+            selector,
+            platform,
+            k8s_opts,
+            served=[SERVER_PORT] if args.expose else [],
+            scraped=[SERVER_PORT],  # vLLM's /metrics is on its serving port
+            peers_in=[*callers, *group],
+            peers_out=group,
+        )
         self.register_outputs({"url": self.url})
 
     def _deployment(
@@ -126,8 +146,9 @@ class OnlineInference(pulumi.ComponentResource):
         labels: dict[str, str],
         selector: dict[str, str],
         k8s_opts: pulumi.ResourceOptions,
-    ) -> None:
-        """HTTPRoute on the environment's gateway, and backend policies for long streams."""
+    ) -> list[PodPeer]:
+        """HTTPRoute on the environment's gateway, and backend policies for long streams;
+        the pods that then call the server besides the gateway (an endpoint picker)."""
         workload, namespace = spec.name, platform.workload_namespace
         prefix = spec.routing.path_prefix or f"/{workload}"
         if spec.routing.mode == "inference-pool":
@@ -142,11 +163,13 @@ class OnlineInference(pulumi.ComponentResource):
                 labels,
                 k8s_opts,
                 image=epp_image,
-                mode=platform.mode,  # where Managed Prometheus' collector runs
+                platform=platform,
             )
             target_kind, backend_name = "InferencePool", pool.pool_name
+            callers: list[PodPeer] = [(pool.picker_selector, [SERVER_PORT])]
         else:
             target_kind, backend_name = "Service", workload
+            callers = []
         expose_on_gateway(
             name,
             workload,
@@ -159,3 +182,4 @@ class OnlineInference(pulumi.ComponentResource):
             health_path="/health",
             opts=k8s_opts,
         )
+        return callers

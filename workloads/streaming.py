@@ -36,9 +36,11 @@ from gke_inference.inference.workload_identity import ksa_principal
 from gke_inference.platform.identity import project_number
 from gke_inference.workloads.autoscaling import Rate, autoscale, hpa_spec
 from gke_inference.workloads.lifecycle import user_env
+from gke_inference.workloads.network_policy import isolate
 from gke_inference.workloads.online import OnlineInference, OnlineInferenceArgs
 from gke_inference.workloads.platform_ref import PlatformRef
 from gke_inference.workloads.pods import (
+    SERVER_PORT,
     WORKER_UID,
     container_security,
     gcp_labels,
@@ -190,10 +192,12 @@ class StreamingInference(pulumi.ComponentResource):
             for grant, suffix, target, member in table
         ]
 
-        # The model server: in-cluster only, autoscaled on its own queue depth.
+        selector = {"app.kubernetes.io/name": account_name}
+        # The model server: in-cluster only (its workers are its only callers),
+        # autoscaled on its own queue depth.
         model = OnlineInference(
             f"{name}-model",
-            OnlineInferenceArgs(spec, sizing, platform, expose=False),
+            OnlineInferenceArgs(spec, sizing, platform, expose=False, clients=selector),
             child_options(self, opts),
         )
         self.url = model.url
@@ -205,7 +209,6 @@ class StreamingInference(pulumi.ComponentResource):
             "gke-inference/workload": workload,
             "gke-inference/kind": "streaming",
         }
-        selector = {"app.kubernetes.io/name": account_name}
         account = k8s.core.v1.ServiceAccount(
             f"{name}-worker-ksa",
             metadata=ObjectMetaArgs(name=account_name, namespace=namespace, labels=pod_labels),
@@ -286,6 +289,17 @@ class StreamingInference(pulumi.ComponentResource):
             backlog_hpa_spec(account_name, subscription.name, settings),
             hpa_opts=child_options(self, opts, depends_on=[deployment]),
             pdb_opts=k8s_opts,
+        )
+        # Workers take their work from Pub/Sub (public HTTPS), call their model server
+        # and are scraped by Managed Prometheus; nothing else reaches them.
+        isolate(
+            f"{name}-worker",
+            ObjectMetaArgs(name=account_name, namespace=namespace, labels=pod_labels),
+            selector,
+            platform,
+            k8s_opts,
+            scraped=[METRICS_PORT],
+            peers_out=[({"app.kubernetes.io/name": workload}, [SERVER_PORT])],
         )
         k8s.apiextensions.CustomResource(
             f"{name}-worker-metrics",

@@ -74,6 +74,12 @@ class PlatformOutputs:
     gateway_namespace: str = _output("gatewayNamespace")
     # "<acc>-x<n>[-co]" -> class name; _output is dataclasses.field, not a shared default
     compute_classes: dict[str, str] = _output("computeClasses")  # noqa: RUF009
+    # what workload NetworkPolicies admit and reach (workloads/network_policy.py):
+    # proxyOnly (the gateway's Envoy proxies), controlPlane and nodes (where the
+    # API server's private endpoint is). Required: a workload cannot be isolated
+    # without them, so a platform stack deployed before them is upgraded first
+    # (docs/upgrades.md).
+    network_ranges: dict[str, str] = _output("networkRanges")  # noqa: RUF009
     # Added after the first release: platform stacks deployed before lack them.
     gateway_exposure: str = _output("gatewayExposure", default="internal")
     artifact_registry_remotes: dict[str, str] = _output(  # noqa: RUF009

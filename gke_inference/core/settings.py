@@ -423,6 +423,19 @@ class PlatformSettings(StrictModel):
         return self.is_production if explicit is None else explicit
 
     @property
+    def network_ranges(self) -> dict[str, str]:
+        """The ranges workload NetworkPolicies need (the platform output ``networkRanges``):
+        the proxy-only subnet the gateway's proxies send from, and where the API server's
+        private endpoint lives (the control-plane range; the node subnet for clusters whose
+        endpoint is a Private Service Connect address there)."""
+        net = self.network
+        return {
+            "proxyOnly": str(net.proxy_only_cidr),
+            "controlPlane": str(net.control_plane_cidr),
+            "nodes": str(net.node_cidr),
+        }
+
+    @property
     def image_digests(self) -> dict[str, str]:
         """Pinned image name -> digest, as configured (the platform output ``imageDigests``)."""
         return dict(sorted(self.images.digests.items()))
