@@ -148,6 +148,9 @@ class MetricsAdapter(pulumi.ComponentResource):
                     metadata=ObjectMetaArgs(labels=APP_LABELS),
                     spec=k8s.core.v1.PodSpecArgs(
                         service_account_name=SERVICE_ACCOUNT,
+                        # it serves an aggregated API: it reads HPAs' metric requests
+                        # and delegates authentication to the API server
+                        automount_service_account_token=True,
                         priority_class_name="critical",
                         security_context=k8s.core.v1.PodSecurityContextArgs(
                             run_as_non_root=True,
@@ -167,6 +170,25 @@ class MetricsAdapter(pulumi.ComponentResource):
                                 ports=[
                                     k8s.core.v1.ContainerPortArgs(name="https", container_port=443)
                                 ],
+                                # The generic API server's health endpoints: anonymous
+                                # requests to /readyz and /livez are always authorized
+                                # (--authorization-always-allow-paths default), and the
+                                # kubelet does not verify the serving certificate.
+                                readiness_probe=k8s.core.v1.ProbeArgs(
+                                    http_get=k8s.core.v1.HTTPGetActionArgs(
+                                        path="/readyz", port="https", scheme="HTTPS"
+                                    ),
+                                    period_seconds=10,
+                                    failure_threshold=3,
+                                ),
+                                liveness_probe=k8s.core.v1.ProbeArgs(
+                                    http_get=k8s.core.v1.HTTPGetActionArgs(
+                                        path="/livez", port="https", scheme="HTTPS"
+                                    ),
+                                    initial_delay_seconds=10,
+                                    period_seconds=20,
+                                    failure_threshold=3,
+                                ),
                                 resources=k8s.core.v1.ResourceRequirementsArgs(
                                     requests={"cpu": "250m", "memory": "200Mi"},
                                     limits={"memory": "400Mi"},

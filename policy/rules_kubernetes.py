@@ -17,6 +17,7 @@ from pulumi_policy import ResourceValidationArgs
 
 from gke_inference.policy.base import ADVISORY, Messages, Rules
 from gke_inference.policy.config import image_allowed, param
+from gke_inference.policy.pod_security import project_problems, restricted_problems
 from gke_inference.policy.props import get, items, number, obj, short_type, truthy
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
@@ -192,6 +193,24 @@ def _privilege_escalation(args: ResourceValidationArgs) -> Messages:
 
 
 # --------------------------------------------------------------------------- accelerators
+
+
+@RULES.resource(WORKLOADS, "k8s-pod-security-restricted")
+def _pod_security_restricted(args: ResourceValidationArgs) -> Messages:
+    """Every pod meets the Pod Security Standards' restricted profile, which the workload
+    namespace enforces: a pod that breaks it would be refused by the API server."""
+    for pod in pod_specs(args.resource_type, args.props):
+        for problem in restricted_problems(pod.spec):
+            yield f"{_workload(args)} ({pod.path}): {problem}."
+
+
+@RULES.resource(WORKLOADS, "k8s-high-uid-read-only-root")
+def _high_uid(args: ResourceValidationArgs) -> Messages:
+    """Every container runs as an explicit uid of at least 10000 on a read-only root
+    filesystem."""
+    for pod in pod_specs(args.resource_type, args.props):
+        for problem in project_problems(pod.spec):
+            yield f"{_workload(args)} ({pod.path}): {problem}."
 
 
 def _same_quantity(a: Any, b: Any) -> bool:

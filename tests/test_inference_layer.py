@@ -211,7 +211,7 @@ def test_namespaces_priority_classes_and_scraping(plan_of: Any) -> None:
     plan = plan_of("dev")
     namespaces = {r.inputs["metadata"]["name"]: r.inputs["metadata"]["labels"]
                   for r in plan.by_type("kubernetes:core/v1:Namespace")}  # fmt: skip
-    assert namespaces["inference"]["pod-security.kubernetes.io/enforce"] == "baseline"
+    assert namespaces["inference"]["pod-security.kubernetes.io/enforce"] == "restricted"
     assert namespaces["gateway"]["pod-security.kubernetes.io/enforce"] == "restricted"
     priority = {
         r.inputs["metadata"]["name"]: r.inputs

@@ -36,7 +36,11 @@ def online_workload(**changes: Any) -> dict[str, Any]:
             "limits": {"memory": "32Gi", "nvidia.com/gpu": "1"},
         },
         "readinessProbe": {"httpGet": {"path": "/health", "port": "http"}},
-        "securityContext": {"allowPrivilegeEscalation": False},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
     }
     specs: dict[str, Any] = {
         "deployment": {
@@ -45,7 +49,11 @@ def online_workload(**changes: Any) -> dict[str, Any]:
             "template": {
                 "metadata": {"labels": dict(LABELS)},
                 "spec": {
-                    "securityContext": {"runAsNonRoot": True, "runAsUser": 1000},
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 10000,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
                     "nodeSelector": {"cloud.google.com/compute-class": "gpu-l4-x1"},
                     "containers": [container],
                 },
@@ -142,16 +150,23 @@ def test_the_compliant_workload_passes_every_rule(compliant: Plan) -> None:
     assert report.checked == len(compliant.resources) - 1  # all but the stack
 
 
-# (rule, dotted changes) — each change makes exactly that rule fire on the Deployment/Service.
+# (rule, dotted changes) — each change makes that rule fire on the Deployment/Service, and
+# no other rule but the Pod Security ones that cover the same field (ALSO).
 POD = "deployment__template__spec"
 C0 = f"{POD}__containers__0"
+RESTRICTED, HIGH_UID = "k8s-pod-security-restricted", "k8s-high-uid-read-only-root"
+ALSO: dict[int, set[str]] = {0: {RESTRICTED, HIGH_UID}, 1: {RESTRICTED, HIGH_UID}, 2: {RESTRICTED}}
+ALSO[3] = {RESTRICTED}
 CASES: list[tuple[str, dict[str, Any]]] = [
-    ("k8s-containers-run-as-non-root", {f"{POD}__securityContext": {}}),
-    ("k8s-containers-run-as-non-root", {f"{C0}__securityContext": {"runAsUser": 0}}),
-    ("k8s-privileged-containers-disallowed", {f"{C0}__securityContext": {"privileged": True}}),
+    (
+        "k8s-containers-run-as-non-root",
+        {f"{POD}__securityContext": {"seccompProfile": {"type": "RuntimeDefault"}}},
+    ),
+    ("k8s-containers-run-as-non-root", {f"{C0}__securityContext__runAsUser": 0}),
+    ("k8s-privileged-containers-disallowed", {f"{C0}__securityContext__privileged": True}),
     (
         "k8s-privilege-escalation-disallowed",
-        {f"{C0}__securityContext": {"allowPrivilegeEscalation": True}},
+        {f"{C0}__securityContext__allowPrivilegeEscalation": True},
     ),
     (
         "k8s-accelerator-requests-equal-limits",
@@ -173,6 +188,10 @@ CASES: list[tuple[str, dict[str, Any]]] = [
             "hpa__metrics__0__pods__metric__name": "prometheus.googleapis.com|vllm:gpu_cache_usage_perc|gauge"
         },
     ),
+    (RESTRICTED, {f"{C0}__securityContext__capabilities": {"drop": ["NET_RAW"]}}),
+    (RESTRICTED, {f"{POD}__securityContext__seccompProfile": {"type": "Unconfined"}}),
+    (HIGH_UID, {f"{POD}__securityContext__runAsUser": 1000}),
+    (HIGH_UID, {f"{C0}__securityContext__readOnlyRootFilesystem": False}),
 ]
 
 
@@ -184,7 +203,8 @@ def test_rule_fires_on_a_violating_recording(
 ) -> None:
     assert run(compliant, rule).violations == []
     report = check_resources(record(online_workload(**changes)).resources)
-    assert {v.policy for v in report.violations} == {rule}
+    also = ALSO.get(next(i for i, case in enumerate(CASES) if case == (rule, changes)), set())
+    assert {v.policy for v in report.violations} == {rule, *also}
     assert all(
         v.urn.startswith("urn:pulumi:prod::gke-inference-workloads::") for v in report.violations
     )

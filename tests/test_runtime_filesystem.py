@@ -165,7 +165,7 @@ def test_tpu_xla_cache_is_a_writable_bucket_prefix() -> None:
     assert attributes["bucketName"] == platform_model_bucket("prod")
     options = attributes["mountOptions"].split(",")
     assert "only-dir:xla-cache/qwen--qwen3-32b/v0.11.1/2x4" in options
-    assert {"uid=1000", "gid=1000"} <= set(options)
+    assert {"uid=10000", "gid=10000"} <= set(options)  # the server's uid (lifecycle.RUN_AS)
     mounts = {m["name"]: m for m in server["volumeMounts"]}
     assert "readOnly" not in mounts["xla-cache"]
     env = {e["name"]: e["value"] for e in server["env"]}

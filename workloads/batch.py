@@ -99,6 +99,10 @@ class BatchInference(pulumi.ComponentResource):
         server = as_native_sidecar(
             vllm_container(sizing, model_server.image, propagation_seconds=0)
         )
+        # No probes: a Job's worker runs to completion and nothing routes to it. A
+        # crash is the pod failure policy's (a retry per shard), a hang is bounded by
+        # the worker's own timeouts (MODEL_READY_TIMEOUT_S, per request); its server
+        # sidecar has startup, readiness and liveness probes.
         worker = ContainerArgs(
             name="worker",
             image=worker_image(platform, batch.worker_image),

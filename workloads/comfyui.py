@@ -37,7 +37,7 @@ from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
 
 from gke_inference.core.components import child_options
 from gke_inference.inference.compute_classes import COMPUTE_CLASS_LABEL
-from gke_inference.workloads.lifecycle import user_env
+from gke_inference.workloads.lifecycle import RUN_AS, user_env
 from gke_inference.workloads.network_policy import isolate
 from gke_inference.workloads.platform_ref import PlatformRef
 from gke_inference.workloads.pods import (
@@ -57,7 +57,6 @@ from gke_inference.workloads.storage import (
     service_account_with_bucket_access,
 )
 
-RUN_AS = 10000
 MODEL_PREFIX = "comfyui"
 BACKEND_TIMEOUT_SECONDS = 600  # long prompts queue behind each other
 MODEL_FOLDERS = (

@@ -138,6 +138,9 @@ class InferencePoolRouting:
                     metadata=ObjectMetaArgs(labels=epp_labels),
                     spec=k8s.core.v1.PodSpecArgs(
                         service_account_name=epp,
+                        # the one workload pod that talks to the API server: it watches
+                        # its pool, the pool's pods and their objectives (the Role above)
+                        automount_service_account_token=True,
                         priority_class_name="high",
                         termination_grace_period_seconds=EPP_GRACE_SECONDS,
                         security_context=pod_security(),

@@ -1,7 +1,7 @@
 """What a container needs to start and stop cleanly on a node, beyond its image.
 
 - User name: the vLLM and worker images have no passwd entry for the uids we
-  run them as (RUN_AS 1000, WORKER_UID 65532). ``getpass.getuser()``, which
+  run them as (RUN_AS 10000, WORKER_UID 65532). ``getpass.getuser()``, which
   torch inductor calls while ``import vllm`` runs, reads ``LOGNAME``, ``USER``,
   ``LNAME``, ``USERNAME`` and only then the passwd database, where it raises
   ``KeyError: 'getpwuid(): uid not found'``. :func:`user_env` sets the first two.
@@ -18,9 +18,10 @@ from __future__ import annotations
 import pulumi_kubernetes as k8s
 from pulumi_kubernetes.core.v1 import EnvVarArgs
 
-# The uid vLLM servers (and their sidecars) run as; the images have no passwd
-# entry for it.
-RUN_AS = 1000
+# The uid vLLM servers, ComfyUI and the platform's other containers run as; the
+# images have no passwd entry for it. At least 10000: lower ids are where node
+# users and image users live (policy k8s-high-uid-read-only-root).
+RUN_AS = 10000
 
 # The name getpass.getuser() returns in containers whose uid the image does
 # not know (it reads LOGNAME, USER, LNAME, USERNAME, then the passwd database).

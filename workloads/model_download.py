@@ -252,6 +252,8 @@ class ModelDownload(pulumi.ComponentResource):
         ]
         secret_mount = VolumeMountArgs(name="secrets", mount_path="/secrets")
 
+        # No probes: each step runs to completion and nothing calls it; a hang is
+        # bounded by the Job's activeDeadlineSeconds, a failure by its backoffLimit.
         def step(
             step_name: str, image: pulumi.Input[str], script: str, cpu: int, memory: str
         ) -> ContainerArgs:

@@ -145,7 +145,14 @@ def leader_container(sizing: Sizing, image: pulumi.Input[str]) -> ContainerArgs:
 
 
 def worker_container(sizing: Sizing, image: pulumi.Input[str]) -> ContainerArgs:
-    """A Ray node holding one pipeline stage's GPUs; vLLM's workers run inside it."""
+    """A Ray node holding one pipeline stage's GPUs; vLLM's workers run inside it.
+
+    No probes: nothing routes to a worker, and the group is one unit. Its liveness
+    is its process (``ray start --block`` exits when its raylet dies or the head goes
+    away, and RecreateGroupOnPodRestart recreates the group); the group's readiness
+    is its leader's, which passes only once vLLM answers across every worker, and
+    the leader's unreadiness is what the set's PDB (maxUnavailable 1) counts.
+    """
     return ContainerArgs(
         name="worker",
         image=image,

@@ -286,6 +286,11 @@ def prefetch_sidecar(image: pulumi.Input[str], sizing: Sizing) -> ContainerArgs:
 
     It starts before the server and keeps running (restartPolicy Always), so
     the server's first read of each shard is a cache hit.
+
+    No probes, on purpose: a readiness probe on a native sidecar gates the pod's
+    readiness (the server would wait for the whole cache to warm, though it can
+    serve while it does: a miss reads from the bucket), and its liveness is its
+    process (after the reads it only sleeps; if it exits, the kubelet restarts it).
     """
     path = MODEL_MOUNT
     script = (
