@@ -1,28 +1,67 @@
 """The databases a :class:`~gke_inference.automation.store.SQLStore` runs on, and how to open one.
 
 - :class:`SQLiteStore` (stdlib ``sqlite3``, one file): one service process per
-  file. On start every operation still ``queued``/``running`` belonged to a
-  process that stopped, so :meth:`~SQLiteStore.recover` marks it failed.
+  file, enforced: the store holds an exclusive ``flock`` on ``<file>.lock`` for
+  its lifetime, so a second service on the same file is refused before it
+  touches anything, and the kernel releases the lock when the process dies
+  (kill -9 included). Only the lock's holder recovers, so on start every
+  operation still ``queued``/``running`` provably belonged to a stopped process,
+  and :meth:`~SQLiteStore.recover` marks it failed.
 - :class:`PostgresStore` (psycopg 3): several replicas behind a load balancer.
-  Each replica holds a session advisory lock on its own id while it lives, and
-  an operation records the replica that runs it; :meth:`~PostgresStore.recover`
-  fails only the operations whose replica no longer holds its lock. While an
-  operation runs, its worker holds ``pg_try_advisory_lock`` on a hash of
-  ``env/workload`` (:meth:`~PostgresStore.workload_lock`), so one operation per
-  workload runs across replicas.
+  An operation records the replica that runs it. A replica is alive while it
+  holds a session advisory lock on its own id **or** its heartbeat (the
+  ``replicas`` table, written every :data:`HEARTBEAT_SECONDS`) is younger than
+  :data:`LEASE_SECONDS`. The lock goes the moment a replica's session ends
+  (kill -9); the heartbeat survives a database restart, which drops every
+  session and lock while the replicas live on (they retake their lock when
+  they reconnect). Every replica runs :meth:`~PostgresStore.maintain`
+  periodically: heartbeat, retake the lock if the database lost it, and fail
+  the operations of replicas that are neither locked nor heartbeating, so a
+  dead replica's work is released within about a lease, and an operation a
+  live replica still runs is never failed. While an operation runs, its worker
+  holds ``pg_try_advisory_lock`` on a hash of ``env/workload``
+  (:meth:`~PostgresStore.workload_lock`), so one operation per workload runs
+  across replicas.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
+import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from gke_inference.automation.store import INTERRUPTED, SQLStore
+from gke_inference.automation.store import (
+    INTERRUPTED,
+    SQLStore,
+    StoreUnavailableError,
+    replica_gone,
+)
+
+#: A live replica writes its heartbeat this often (the service's maintenance loop).
+HEARTBEAT_SECONDS = 5.0
+#: A replica whose heartbeat is older, and who holds no liveness lock, is gone.
+LEASE_SECONDS = 30.0
+
+
+def _wait_for(try_once: Callable[[], bool], wait_seconds: float) -> bool:
+    """``try_once()`` until it is true or ``wait_seconds`` have passed (backing off)."""
+    deadline = time.monotonic() + wait_seconds
+    pause = 0.02
+    while True:
+        if try_once():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+        pause = min(pause * 2, 0.5)
 
 
 def advisory_key(*parts: str) -> int:
@@ -52,6 +91,8 @@ def _schema(log_id: str) -> tuple[str, ...]:
         environment TEXT NOT NULL, name TEXT NOT NULL, spec TEXT NOT NULL, status TEXT NOT NULL,
         outputs TEXT NOT NULL, last_operation TEXT, updated_at TEXT NOT NULL,
         PRIMARY KEY (environment, name))""",
+        """CREATE TABLE IF NOT EXISTS replicas (
+        id TEXT PRIMARY KEY, heartbeat_at TEXT NOT NULL)""",
     )
 
 
@@ -69,8 +110,49 @@ class SQLiteStore(SQLStore):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._locks_guard = threading.Lock()
         self._held: set[tuple[str, str]] = set()
-        with contextlib.closing(sqlite3.connect(self.path)) as conn:
-            conn.execute("PRAGMA journal_mode=WAL")
+        self._process_lock = self._claim()
+        try:
+            with contextlib.closing(sqlite3.connect(self.path)) as conn:
+                conn.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.Error as exc:
+            self.close()
+            readonly = "readonly" in str(exc)
+            problem = "is not writable" if readonly else "cannot be opened"
+            raise StoreUnavailableError(f"{self.path} {problem}: {exc}") from None
+
+    def _claim(self) -> IO[str]:
+        """The exclusive lock of ``<file>.lock``: one service process per file."""
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        try:
+            handle = open(lock_path, "a+")  # noqa: SIM115 - held for the store's lifetime
+        except OSError as exc:
+            raise StoreUnavailableError(f"{lock_path} cannot be opened: {exc}") from None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise StoreUnavailableError(
+                f"{self.path} is in use by another gke-inference service (one process per "
+                "SQLite file; run replicas on PostgreSQL)"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        return handle
+
+    def init(self) -> None:
+        """The schema and a first write: a database this process cannot write is refused
+        now, not at the first request."""
+        try:
+            super().init()
+        except sqlite3.Error as exc:
+            raise StoreUnavailableError(f"{self.path} is not writable: {exc}") from None
+
+    def close(self) -> None:
+        lock = getattr(self, "_process_lock", None)
+        if lock is not None and not lock.closed:
+            lock.close()  # releases the flock
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -90,11 +172,19 @@ class SQLiteStore(SQLStore):
         return isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc)
 
     @contextlib.contextmanager
-    def workload_lock(self, environment: str, workload: str) -> Iterator[bool]:
+    def workload_lock(
+        self, environment: str, workload: str, wait_seconds: float = 0.0
+    ) -> Iterator[bool]:
         key = (environment, workload)
-        with self._locks_guard:
-            acquired = key not in self._held
-            self._held.add(key)
+
+        def take() -> bool:
+            with self._locks_guard:
+                if key in self._held:
+                    return False
+                self._held.add(key)
+                return True
+
+        acquired = _wait_for(take, wait_seconds)
         try:
             yield acquired
         finally:
@@ -102,9 +192,11 @@ class SQLiteStore(SQLStore):
                 with self._locks_guard:
                     self._held.discard(key)
 
-    def recover(self, message: str = INTERRUPTED) -> list[str]:
+    def recover(self, message: str | None = None) -> list[str]:
+        """Every active operation: this process holds the file's lock, so whoever ran them
+        has stopped."""
         with self._transaction() as conn:
-            return self._fail_active(conn, None, message)
+            return self._fail_active(conn, None, message or INTERRUPTED)
 
 
 # --------------------------------------------------------------------------- PostgreSQL
@@ -121,16 +213,30 @@ class PostgresStore(SQLStore):
     )
 
     def __init__(self, url: str, *, connect_timeout: int = 10) -> None:
-        import psycopg
-
         super().__init__()
         self.url = url
         self._connect_timeout = connect_timeout
-        # Held for this store's lifetime: other replicas see that we are alive.
-        self._liveness = psycopg.connect(url, autocommit=True, connect_timeout=connect_timeout)
-        self._liveness.execute(
-            "SELECT pg_advisory_lock(%s)", (advisory_key("replica", self.instance_id),)
-        )
+        # Held for this store's lifetime (retaken after the database restarts): other
+        # replicas see that we are alive.
+        self._liveness: Any = None
+        self._liveness_guard = threading.Lock()
+        self._take_liveness()
+        self.lease = timedelta(seconds=LEASE_SECONDS)
+
+    def _take_liveness(self) -> None:
+        with self._liveness_guard:
+            if self._liveness is not None and not self._liveness.closed:
+                try:
+                    self._liveness.execute("SELECT 1")
+                    return
+                except Exception:  # noqa: BLE001 - the session is gone: open a new one
+                    with contextlib.suppress(Exception):
+                        self._liveness.close()
+            conn = self._connect(autocommit=True)
+            conn.execute(
+                "SELECT pg_advisory_lock(%s)", (advisory_key("replica", self.instance_id),)
+            )
+            self._liveness = conn
 
     def _connect(self, *, autocommit: bool = False) -> Any:
         import psycopg
@@ -150,21 +256,26 @@ class PostgresStore(SQLStore):
         return isinstance(exc, psycopg.errors.UniqueViolation)
 
     @contextlib.contextmanager
-    def workload_lock(self, environment: str, workload: str) -> Iterator[bool]:
-        """``pg_try_advisory_lock`` on ``env/workload`` for as long as the block runs."""
+    def workload_lock(
+        self, environment: str, workload: str, wait_seconds: float = 0.0
+    ) -> Iterator[bool]:
+        """``pg_try_advisory_lock`` on ``env/workload`` for as long as the block runs
+        (retried for up to ``wait_seconds``)."""
         key = advisory_key("workload", environment, workload)
         with self._connect(autocommit=True) as conn:
-            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
-            acquired = bool(row and row[0])
+
+            def take() -> bool:
+                row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+                return bool(row and row[0])
+
+            acquired = _wait_for(take, wait_seconds)
             try:
                 yield acquired
             finally:
                 if acquired:
                     conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
 
-    def replica_alive(self, owner: str) -> bool:
-        if owner == self.instance_id:
-            return True
+    def _holds_liveness_lock(self, owner: str) -> bool:
         key = advisory_key("replica", owner)
         with self._connect(autocommit=True) as conn:
             row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
@@ -173,8 +284,16 @@ class PostgresStore(SQLStore):
                 return False
             return True
 
-    def recover(self, message: str = INTERRUPTED) -> list[str]:
-        """Fail the active operations of replicas that are gone (not those of live ones)."""
+    def replica_alive(self, owner: str, heartbeats: dict[str, datetime] | None = None) -> bool:
+        """Its liveness lock is held, or its heartbeat is younger than the lease."""
+        if owner == self.instance_id or self._holds_liveness_lock(owner):
+            return True
+        beat = (heartbeats if heartbeats is not None else self.heartbeats()).get(owner)
+        return beat is not None and datetime.now(UTC) - beat < self.lease
+
+    def recover(self, message: str | None = None) -> list[str]:
+        """Fail the active operations of replicas that are gone (not those of live ones);
+        the record says which replica stopped."""
         with self._transaction() as conn:
             owners = [
                 str(r[0])
@@ -182,16 +301,31 @@ class PostgresStore(SQLStore):
                     "SELECT DISTINCT owner FROM operations WHERE status IN ('queued', 'running')"
                 ).fetchall()
             ]
+        heartbeats = self.heartbeats()
         failed: list[str] = []
         for owner in owners:
-            if self.replica_alive(owner):
+            if self.replica_alive(owner, heartbeats):
                 continue
             with self._transaction() as conn:
-                failed += self._fail_active(conn, owner, message)
+                failed += self._fail_active(conn, owner, message or replica_gone(owner))
+        return failed
+
+    def maintain(self) -> list[str]:
+        """Heartbeat, retake the liveness lock if the database lost it, recover, and drop
+        heartbeats of replicas long gone."""
+        self.heartbeat()
+        self._take_liveness()
+        failed = self.recover()
+        stale = datetime.now(UTC) - 10 * self.lease
+        self.forget_stale_heartbeats(stale.isoformat(timespec="milliseconds"))
         return failed
 
     def close(self) -> None:
-        self._liveness.close()
+        with contextlib.suppress(Exception):  # the database may be gone: nothing to say
+            self.forget_heartbeat()
+        with self._liveness_guard:
+            if self._liveness is not None:
+                self._liveness.close()
 
 
 def is_postgres_url(target: str) -> bool:

@@ -45,10 +45,11 @@ from gke_inference.automation.api_models import (
     WorkloadDetailResponse,
     WorkloadResponse,
 )
+from gke_inference.automation.databases import HEARTBEAT_SECONDS
 from gke_inference.automation.deployability import checked_deployment
 from gke_inference.automation.runner import PlatformStack, Runner
 from gke_inference.automation.store import SQLStore, WorkloadBusyError, WorkloadRecord
-from gke_inference.automation.worker import OperationWorker, Redactor
+from gke_inference.automation.worker import Maintenance, OperationWorker, Redactor
 from gke_inference.core.errors import Problem, SettingsError, SpecError, UserInputError
 from gke_inference.workloads.spec import WorkloadSpec, parse_spec
 
@@ -224,6 +225,23 @@ v1 = APIRouter(
 
 @health.get("/healthz")
 def healthz(state: State) -> HealthResponse:
+    """The process answers (liveness)."""
+    return HealthResponse(status="ok", runner=state.runner.name)
+
+
+@health.get(
+    "/readyz",
+    responses={status.HTTP_503_SERVICE_UNAVAILABLE: {"model": Message}},
+)
+def readyz(state: State) -> Any:
+    """The process can take work: its database takes a write (readiness)."""
+    try:
+        state.store.heartbeat()
+    except Exception as exc:  # noqa: BLE001 - any driver error means "not ready"
+        return JSONResponse(
+            {"detail": f"the database does not take writes ({type(exc).__name__})"},
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
     return HealthResponse(status="ok", runner=state.runner.name)
 
 
@@ -357,7 +375,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     failed = state.store.recover()
     if failed:
         _log.warning("marked %d interrupted operation(s) failed", len(failed))
+    maintenance = Maintenance(state.store, HEARTBEAT_SECONDS, after=state.worker.flush)
+    maintenance.start()
     yield
+    maintenance.stop()
     state.worker.shutdown()
 
 

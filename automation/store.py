@@ -25,12 +25,21 @@ from typing import Any
 INTERRUPTED = "the service stopped while this operation was queued or running"
 
 
+def replica_gone(owner: str) -> str:
+    """The error recorded on an operation whose replica stopped while running it."""
+    return f"{INTERRUPTED} (replica {owner} stopped; failed by a live replica)"
+
+
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def new_id() -> str:
     return uuid.uuid4().hex
+
+
+class StoreUnavailableError(Exception):
+    """The database cannot be used by this process (in use by another, not writable)."""
 
 
 class WorkloadBusyError(Exception):
@@ -118,6 +127,23 @@ _ACTIVE_OPERATIONS_OF = (
 )
 
 
+# The workload record after its operation ends, only while it still names that operation.
+_WORKLOAD_AFTER = {
+    "deleted": "DELETE FROM workloads WHERE last_operation = ?",
+    "deployed": "UPDATE workloads SET status = 'deployed', outputs = ?, updated_at = ? "
+    "WHERE last_operation = ?",
+    "failed": "UPDATE workloads SET status = 'failed', updated_at = ? WHERE last_operation = ?",
+}
+
+
+def _after_params(workload: str, outputs: dict[str, Any] | None, operation: str) -> tuple[Any, ...]:
+    if workload == "deployed":
+        return (_dump(outputs or {}), now(), operation)
+    if workload == "failed":
+        return (now(), operation)
+    return (operation,)
+
+
 def _dump(value: Any) -> str | None:
     return None if value is None else json.dumps(value, sort_keys=True)
 
@@ -146,12 +172,13 @@ class SQLStore(abc.ABC):
 
     @abc.abstractmethod
     def workload_lock(
-        self, environment: str, workload: str
+        self, environment: str, workload: str, wait_seconds: float = 0.0
     ) -> contextlib.AbstractContextManager[bool]:
-        """Held while an operation of the workload runs; yields False when another holds it."""
+        """Held while an operation of the workload runs; yields False when another holds it
+        (after retrying for ``wait_seconds``)."""
 
     @abc.abstractmethod
-    def recover(self, message: str = INTERRUPTED) -> list[str]:
+    def recover(self, message: str | None = None) -> list[str]:
         """Fail the operations interrupted by a stopped process; their ids."""
 
     def close(self) -> None:
@@ -166,9 +193,12 @@ class SQLStore(abc.ABC):
         return conn.execute(self._sql(text), tuple(params))
 
     def init(self) -> None:
+        """The schema, then this replica's first heartbeat (a write: a database that takes
+        none is refused at start)."""
         with self._transaction() as conn:
             for statement in self.schema:
                 conn.execute(statement)
+        self.heartbeat()
 
     # -- operations ----------------------------------------------------------
 
@@ -292,8 +322,17 @@ class SQLStore(abc.ABC):
         result: dict[str, Any] | None = None,
         error: str | None = None,
         violations: list[dict[str, Any]] | None = None,
+        workload: str | None = None,
+        outputs: dict[str, Any] | None = None,
     ) -> bool:
-        """Record the end of an operation that is still active; False if it no longer is."""
+        """Record the end of an operation that is still active; False if it no longer is.
+
+        ``workload`` (``deployed``, ``failed`` or ``deleted``) updates the workload's record in the
+        same transaction, and only while the record still names this operation as its
+        last: the next request sees the operation finished and its record written
+        together, and a later operation's record is never overwritten or deleted."""
+        if workload is not None and workload not in _WORKLOAD_AFTER:
+            raise ValueError(f"workload must be one of {sorted(_WORKLOAD_AFTER)}, got {workload!r}")
         with self._transaction() as conn:
             cursor = self._execute(
                 conn,
@@ -301,7 +340,46 @@ class SQLStore(abc.ABC):
                 "violations = ? WHERE id = ? AND status IN ('queued', 'running')",
                 (status, now(), _dump(result), error, _dump(violations), operation_id),
             )
-            return bool(cursor.rowcount == 1)
+            if cursor.rowcount != 1:
+                return False
+            if workload is not None:
+                self._execute(
+                    conn, _WORKLOAD_AFTER[workload], _after_params(workload, outputs, operation_id)
+                )
+            return True
+
+    # -- liveness of replicas ---------------------------------------------------
+
+    def heartbeat(self) -> None:
+        """Record that this replica is alive (and that the database takes writes)."""
+        with self._transaction() as conn:
+            self._execute(
+                conn,
+                "INSERT INTO replicas (id, heartbeat_at) VALUES (?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+                (self.instance_id, now()),
+            )
+
+    def heartbeats(self) -> dict[str, datetime]:
+        with self._transaction() as conn:
+            rows = self._execute(conn, "SELECT id, heartbeat_at FROM replicas").fetchall()
+        return {str(r[0]): datetime.fromisoformat(str(r[1])) for r in rows}
+
+    def maintain(self) -> list[str]:
+        """What a live replica does periodically: its heartbeat, then the recovery of the
+        operations of replicas that are gone (their ids; none where one process owns the
+        database)."""
+        self.heartbeat()
+        return []
+
+    def forget_heartbeat(self) -> None:
+        """A replica that stops cleanly says so: its work is recovered at once."""
+        with self._transaction() as conn:
+            self._execute(conn, "DELETE FROM replicas WHERE id = ?", (self.instance_id,))
+
+    def forget_stale_heartbeats(self, older_than: str) -> None:
+        with self._transaction() as conn:
+            self._execute(conn, "DELETE FROM replicas WHERE heartbeat_at < ?", (older_than,))
 
     def _fail_active(self, conn: Any, owner: str | None, message: str) -> list[str]:
         """Fail the active operations (of ``owner``, or all of them)."""

@@ -470,7 +470,9 @@ def test_restart_marks_interrupted_operations_failed(
     # a queued operation that no worker took before the stop
     queued = Operation(new_id(), "dev", "gemma-c", "up", spec={**SPEC, "name": "gemma-c"})
     first_store.submit(queued, queued.spec)
-    # the process dies here: no shutdown, the operations stay running/queued in the database
+    # the process dies here: no shutdown, the operations stay running/queued in the
+    # database, and the kernel closes its files, which releases the file's lock
+    first_store._process_lock.close()  # type: ignore[attr-defined]
 
     second_store = open_store(db)
     # a new process: a new runner over the same offline state

@@ -69,6 +69,28 @@ class PostgresServer:
     port: int
     process: subprocess.Popen[bytes]
     user: str = "gke"
+    launch: dict[str, Any] | None = None  # Popen arguments, to start it again
+
+    def restart(self, down_seconds: float = 0.0, timeout: float = 30.0) -> None:
+        """Stop the server (fast shutdown: every session ends), stay down for
+        ``down_seconds``, start it again on the same port and data."""
+        import psycopg
+
+        assert self.launch is not None
+        os.kill(self.postmaster_pid(), signal.SIGINT)
+        self.process.wait(timeout=20)
+        time.sleep(down_seconds)
+        with open(self.base_dir / "server.log", "ab") as log:
+            self.process = subprocess.Popen(**self.launch, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with psycopg.connect(self.admin_url, connect_timeout=2):
+                    return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("postgres did not come back in time") from None
+                time.sleep(0.1)
 
     @property
     def admin_url(self) -> str:
@@ -138,8 +160,8 @@ def start_postgres(timeout: float = 30.0) -> PostgresServer:
     )
     log = open(base / "server.log", "wb")  # noqa: SIM115 - kept open for the server's lifetime
     port = _free_port()
-    process = subprocess.Popen(
-        [
+    launch: dict[str, Any] = {
+        "args": [
             str(bin_dir / "postgres"),
             "-D",
             str(data),
@@ -156,14 +178,13 @@ def start_postgres(timeout: float = 30.0) -> PostgresServer:
             "-c",
             "max_connections=200",
         ],
-        cwd=base,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
+        "cwd": base,
+        "env": env,
         **run_as,
-    )
+    }
+    process = subprocess.Popen(**launch, stdout=log, stderr=subprocess.STDOUT)
     log.close()
-    server = PostgresServer(bin_dir, base, port, process)
+    server = PostgresServer(bin_dir, base, port, process, launch=launch)
     deadline = time.monotonic() + timeout
     while True:
         if process.poll() is not None:
