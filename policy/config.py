@@ -59,6 +59,16 @@ PARAMETERS: dict[str, dict[str, Any]] = {
         "default": 90,
         "description": "Longest allowed automatic rotation period of a Cloud KMS key, in days.",
     },
+    "minPublicPrefixLength": {
+        "type": "integer",
+        "minimum": 0,
+        "maximum": 32,
+        "default": 16,
+        "description": (
+            "The widest public range a cluster's authorized networks may open together, "
+            "as a prefix length (their public addresses are counted, overlaps once)."
+        ),
+    },
     "allowPublicLoadBalancer": {
         "type": "boolean",
         "default": False,

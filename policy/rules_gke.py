@@ -17,8 +17,9 @@ from typing import Any
 
 from pulumi_policy import ResourceValidationArgs
 
+from gke_inference.core.networks import too_public
 from gke_inference.policy.base import ADVISORY, Messages, ResourceCheck, Rules
-from gke_inference.policy.config import is_prod
+from gke_inference.policy.config import is_prod, param
 from gke_inference.policy.props import falsy, get, items, obj, truthy
 
 CLUSTER = "gcp:container/cluster:Cluster"
@@ -53,10 +54,11 @@ def _private_nodes(args: ResourceValidationArgs) -> Messages:
         )
 
 
-@RULES.resource(CLUSTER, "gke-control-plane-not-public")
+@RULES.resource(CLUSTER, "gke-control-plane-not-public", params=("minPublicPrefixLength",))
 def _control_plane(args: ResourceValidationArgs) -> Messages:
     """The GKE control plane has a private endpoint, or its public endpoint only admits
-    authorized networks (never 0.0.0.0/0)."""
+    authorized networks that together cover no more public addresses than one block of
+    minPublicPrefixLength (never 0.0.0.0/0, nor the internet in halves)."""
     props = args.props
     if truthy(get(props, "privateClusterConfig", "enablePrivateEndpoint")):
         return
@@ -82,6 +84,18 @@ def _control_plane(args: ResourceValidationArgs) -> Messages:
             "masterAuthorizedNetworksConfig.cidrBlocks or set "
             "privateClusterConfig.enablePrivateEndpoint to true."
         )
+    else:
+        blocks = [str(obj(b).get("cidrBlock")) for b in items(authorized.get("cidrBlocks"))]
+        try:
+            why = too_public(blocks, int(param(args, "minPublicPrefixLength")))
+        except ValueError:
+            why = f"{', '.join(blocks)} are not all IPv4 CIDRs"
+        if why:
+            yield (
+                f"Cluster {args.name}: its authorized networks {why} on the public "
+                "control-plane endpoint. Narrow masterAuthorizedNetworksConfig.cidrBlocks "
+                "or set privateClusterConfig.enablePrivateEndpoint to true."
+            )
     if truthy(authorized.get("gcpPublicCidrsAccessEnabled")):
         yield (
             f"Cluster {args.name} lets every Google Cloud public IP reach its public endpoint. "

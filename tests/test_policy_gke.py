@@ -379,3 +379,30 @@ def test_prod_only_rules_do_not_apply_to_dev(plan_of: Callable[..., Plan]) -> No
         report = run(dev.resources, rule)
         assert report.violations == []
         assert report.not_applicable and report.not_applicable[0][0] == rule
+
+
+@pytest.mark.parametrize(
+    ("blocks", "config", "refused"),
+    [
+        (["0.0.0.0/1", "128.0.0.0/1"], None, True),  # the internet in two halves
+        (["0.0.0.0/2", "64.0.0.0/2", "128.0.0.0/2", "192.0.0.0/2"], None, True),
+        (["34.0.0.0/15"], None, True),  # one public /15: twice the default limit
+        (["34.0.0.0/16"], None, False),  # exactly the limit
+        (["34.0.0.0/17", "34.0.128.0/17"], None, False),  # a /16 in halves: the limit
+        (["34.0.0.0/16", "34.0.0.0/17"], None, False),  # overlaps count once
+        (["10.0.0.0/8", "198.51.100.0/24"], None, False),  # private and documentation space
+        (["34.0.0.0/16"], {"gke-control-plane-not-public": {"minPublicPrefixLength": 24}}, True),
+    ],
+)
+def test_authorized_networks_are_judged_by_the_public_space_they_cover(
+    plan_of: Callable[..., Plan], blocks: list[str], config: Any, refused: bool
+) -> None:
+    def mutate(inputs: dict[str, Any]) -> None:
+        inputs["privateClusterConfig"]["enablePrivateEndpoint"] = False
+        inputs["masterAuthorizedNetworksConfig"]["cidrBlocks"] = [{"cidrBlock": b} for b in blocks]
+
+    resources = edited(plan_of(*STANDARD), CLUSTER, mutate)
+    violations = run(resources, "gke-control-plane-not-public", config).violations
+    assert bool(violations) is refused, violations
+    if refused:
+        assert "public addresses, more than a /" in violations[0].message

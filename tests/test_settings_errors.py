@@ -37,6 +37,17 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, s
             "0.0.0.0/0 would open the control plane",
         ),
         (
+            [
+                "cluster.authorizedNetworks[0].cidr=0.0.0.0/1",
+                "cluster.authorizedNetworks[0].displayName=low-half",
+                "cluster.authorizedNetworks[1].cidr=128.0.0.0/1",
+                "cluster.authorizedNetworks[1].displayName=high-half",
+            ],
+            "gke-inference:cluster.authorizedNetworks",
+            "0.0.0.0/1, 128.0.0.0/1 together open 3,702,258,432 public addresses, more than a "
+            "/16 (65,536)",
+        ),
+        (
             ["network.podCidr=10.128.0.0/14"],
             "gke-inference:network.nodeCidr",
             "overlaps network.podCidr (10.128.0.0/14)",

@@ -38,6 +38,7 @@ from gke_inference.core.images import (
     UPSTREAM_HOSTS,
     Upstream,
 )
+from gke_inference.core.networks import MIN_PUBLIC_PREFIX, too_public
 from gke_inference.core.validation import StrictModel, describe_pattern, format_path, problems_from
 from gke_inference.inference import catalog
 
@@ -154,6 +155,8 @@ class ClusterSettings(StrictModel):
     release_channel: Literal["RAPID", "REGULAR", "STABLE"] = "REGULAR"
     private_endpoint: bool = True
     authorized_networks: list[AuthorizedNetwork] = Field(default_factory=list, max_length=50)
+    # the widest public range the authorized networks may open together (a prefix)
+    authorized_networks_min_public_prefix: int = Field(default=MIN_PUBLIC_PREFIX, ge=8, le=32)
     dns_endpoint: bool = True
     deletion_protection: bool | None = None
     node_locations: list[Annotated[str, Field(pattern=_ZONE)]] | None = None
@@ -529,6 +532,16 @@ def _cluster_problems(cluster: ClusterSettings, region: str | None, add: Adder) 
             "cluster.authorizedNetworks",
             "must list at least one CIDR when privateEndpoint is false "
             "(a public endpoint open to every address is not allowed)",
+        )
+    why = too_public(
+        [n.cidr for n in cluster.authorized_networks], cluster.authorized_networks_min_public_prefix
+    )
+    if why:
+        add(
+            "cluster.authorizedNetworks",
+            f"{why}: that is the control plane open to the internet; list the CIDRs of your "
+            "offices, VPN or CI runners (or lower cluster.authorizedNetworksMinPublicPrefix, "
+            "deliberately)",
         )
     for i, zone in enumerate(cluster.node_locations or []):
         if region and not zone.startswith(f"{region}-"):
