@@ -49,6 +49,9 @@ from gke_inference.automation.store import (
 HEARTBEAT_SECONDS = 5.0
 #: A replica whose heartbeat is older, and who holds no liveness lock, is gone.
 LEASE_SECONDS = 30.0
+#: Pooled PostgreSQL sessions per replica: the worker threads and the request threads
+#: that touch the store at once (bench/store_throughput.py).
+POOL_SIZE = 16
 
 
 def _wait_for(try_once: Callable[[], bool], wait_seconds: float) -> bool:
@@ -212,10 +215,26 @@ class PostgresStore(SQLStore):
         *_schema("BIGSERIAL PRIMARY KEY"),
     )
 
-    def __init__(self, url: str, *, connect_timeout: int = 10) -> None:
+    def __init__(self, url: str, *, connect_timeout: int = 10, pool_size: int = POOL_SIZE) -> None:
+        from psycopg_pool import ConnectionPool
+
         super().__init__()
         self.url = url
         self._connect_timeout = connect_timeout
+        # Transactions borrow a pooled session (one new session per statement cost more
+        # than the statement); a session that died with a database restart is checked
+        # and replaced on checkout. Locks held for an operation's length use sessions
+        # of their own (workload_lock, the liveness lock).
+        self._pool = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=pool_size,
+            kwargs={"connect_timeout": connect_timeout},
+            check=ConnectionPool.check_connection,
+            timeout=connect_timeout + 20,
+            name="gke-inference-store",
+            open=True,
+        )
         # Held for this store's lifetime (retaken after the database restarts): other
         # replicas see that we are alive.
         self._liveness: Any = None
@@ -247,7 +266,7 @@ class PostgresStore(SQLStore):
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[Any]:
-        with self._connect() as conn:  # commits on success, rolls back on error
+        with self._pool.connection() as conn:  # commits on success, rolls back on error
             yield conn
 
     def _is_unique_violation(self, exc: Exception) -> bool:
@@ -326,6 +345,7 @@ class PostgresStore(SQLStore):
         with self._liveness_guard:
             if self._liveness is not None:
                 self._liveness.close()
+        self._pool.close()
 
 
 def is_postgres_url(target: str) -> bool:

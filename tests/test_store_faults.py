@@ -242,7 +242,7 @@ def test_serve_on_a_sqlite_file_in_use_is_exit_2_with_one_message(tmp_path: Path
     try:
         done = subprocess.run(
             [str(REPO / ".venv" / "bin" / "gke-inference"), "serve", "--runner", "offline",
-             "--db", str(db), "--port", "0"],
+             "--db", str(db), "--port", "18089"],  # refused before it binds
             cwd=REPO, capture_output=True, text=True, timeout=120,
             env={**os.environ, "GKE_INFERENCE_API_TOKEN": "t" * 40,
                  "GKE_INFERENCE_STATE_DIR": str(tmp_path / "state")},
@@ -504,3 +504,32 @@ def test_an_end_the_store_refused_is_recorded_once_it_takes_writes_again(
     assert store.active_operation("dev", "gemma") is None
     w.shutdown()
     store.close()
+
+
+# --------------------------------------------------------------------------- load
+
+
+def test_log_lines_reuse_pooled_postgres_sessions() -> None:
+    """Each stored log line used to open a PostgreSQL session of its own (about 19 per
+    preview); the store borrows pooled ones (bench/store_throughput.py has the rates)."""
+    import psycopg
+
+    url = need_postgres().create_database()
+    store = open_store(url)
+    op = Operation(new_id(), "dev", "gemma", "preview", spec=SPEC)
+    store.submit(op)
+
+    def sessions() -> int:
+        with psycopg.connect(url, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
+            ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    before = sessions()
+    for n in range(100):
+        store.append_log(op.id, f"line {n}")
+    opened = sessions() - before - 1  # the counting session itself
+    store.close()
+    assert opened <= 2, f"{opened} sessions for 100 log lines"
