@@ -350,7 +350,11 @@ def custom_resources(opts: pulumi.ResourceOptions) -> None:
                     "checkIntervalSec": 15,
                     "config": {
                         "type": "HTTP",
-                        "httpHealthCheck": {"requestPath": "/health", "port": 8000},
+                        "httpHealthCheck": {
+                            "requestPath": "/health",
+                            "portSpecification": "USE_FIXED_PORT",
+                            "port": 8000,
+                        },
                     },
                 },
             },

@@ -1,6 +1,7 @@
 """Strict validation of manifests against schemas (the rules: :func:`validate_manifests`).
 
-``jsonschema`` and ``kubernetes-validate`` are imported only when validating.
+``jsonschema`` and ``kubernetes-validate`` are imported only when validating;
+CEL rules are evaluated by :mod:`gke_inference.offline.manifests.cel_rules`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
+from gke_inference.offline.manifests.cel_rules import SchemaRules
 from gke_inference.offline.manifests.crd_schemas import (
     CRD_SCHEMA_DIR,
     CRD_SCHEMA_PACKAGE,
@@ -70,7 +72,11 @@ def validate_manifests(objects: Sequence[Mapping[str, Any]]) -> list[ManifestPro
       wrong types, missing required fields, bad enum values).
     * Custom resources: the repo's schema for the kind (``crd-schemas/``),
       else the ``openAPIV3Schema`` of a CRD for it in ``objects``, made
-      strict by :func:`_strict_openapi`.
+      strict by :func:`_strict_openapi`; then, when the schema passes, the
+      schema's CEL rules (``x-kubernetes-validations``, see
+      :mod:`~gke_inference.offline.manifests.cel_rules`). Like the API server,
+      which skips them after type, required and enum errors, the rules run
+      only on an object its schema accepts: they assume its types.
     * A kind with no schema at all is a problem (never a pass) that names the
       kind and the schemas that exist.
     * Also: a namespace on a cluster-scoped object, and two objects with the
@@ -101,6 +107,7 @@ class _Context:
     plan_schemas: Mapping[tuple[str, str, str], dict[str, Any]]
     scopes: Mapping[tuple[str, str], str]
     seen: set[tuple[str, str, str, str]] = field(default_factory=set)
+    plan_rules: dict[tuple[str, str, str], SchemaRules] = field(default_factory=dict)
 
 
 def _check_object(obj: Mapping[str, Any], ctx: _Context) -> Iterator[tuple[str, str]]:
@@ -119,9 +126,14 @@ def _check_object(obj: Mapping[str, Any], ctx: _Context) -> Iterator[tuple[str, 
     if validator is None:
         yield "", _no_schema_message(obj)
         return
-    errors = validator.iter_errors(without_secrets(obj))
-    for error in sorted(errors, key=lambda e: [str(p) for p in e.absolute_path]):
+    clean = without_secrets(obj)
+    errors = sorted(validator.iter_errors(clean), key=lambda e: [str(p) for p in e.absolute_path])
+    for error in errors:
         yield from _explain(error)
+    rules = None if errors else _schema_rules(obj, ctx)
+    if rules is not None:
+        for parts, message in rules.check(clean):
+            yield _path(parts), _short(message)
 
 
 def _schema_validator(
@@ -135,6 +147,20 @@ def _schema_validator(
         return _repo_crd_validator(gvk)
     if gvk in plan_schemas:
         return _validator(plan_schemas[gvk])
+    return None
+
+
+def _schema_rules(obj: Mapping[str, Any], ctx: _Context) -> SchemaRules | None:
+    """The CEL rules of a custom resource's schema (built-in kinds have none here)."""
+    if is_builtin(obj):
+        return None
+    gvk = (*group_version(obj), kind_of(obj))
+    if gvk in repo_crd_schemas():
+        return _repo_crd_rules(gvk)
+    if gvk in ctx.plan_schemas:
+        if gvk not in ctx.plan_rules:
+            ctx.plan_rules[gvk] = SchemaRules(ctx.plan_schemas[gvk], _external_document)
+        return ctx.plan_rules[gvk]
     return None
 
 
@@ -224,6 +250,22 @@ def _builtin_validator(definition: str) -> Validator:
 @lru_cache(maxsize=64)
 def _repo_crd_validator(gvk: tuple[str, str, str]) -> Validator:
     return _validator(repo_crd_schemas()[gvk].schema)
+
+
+def _external_document(document_id: str) -> Mapping[str, Any] | None:
+    """A document the repo's schemas ``$ref`` into: the Kubernetes definitions."""
+    return _kubernetes_definitions() if document_id == _K8S_DEFINITIONS_ID else None
+
+
+@lru_cache(maxsize=64)
+def _repo_crd_rules(gvk: tuple[str, str, str]) -> SchemaRules:
+    return SchemaRules(repo_crd_schemas()[gvk].schema, _external_document)
+
+
+def crd_rule_errors() -> dict[str, list[str]]:
+    """File name -> the CEL rules of that repo schema that cannot be evaluated (should be none)."""
+    files = {crd.file: gvk for gvk, crd in repo_crd_schemas().items()}
+    return {name: _repo_crd_rules(gvk).compile_errors() for name, gvk in sorted(files.items())}
 
 
 def _plan_crd_schemas(
