@@ -18,6 +18,7 @@ fails as its StackReference would (``unknown stack``).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -240,8 +241,24 @@ class OfflineRunner(RunnerBase):
         os.replace(tmp, self.state_file)
 
     @contextlib.contextmanager
-    def _state(self) -> Iterator[dict[str, Any]]:
+    def _locked(self) -> Iterator[None]:
+        """The state, locked against this process's threads and other processes (two
+        service replicas share one state file, as they share one Pulumi backend)."""
         with self._state_lock:
+            if self.state_file is None:
+                yield
+                return
+            self.state_file.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.state_file.with_name(self.state_file.name + ".lock"), "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(lock, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def _state(self) -> Iterator[dict[str, Any]]:
+        with self._locked():
             state = self._load()
             yield state
             self._save(state)
@@ -254,7 +271,7 @@ class OfflineRunner(RunnerBase):
 
     def _deployed(self, target: Target) -> dict[str, Any] | None:
         section, key = self._slot(target)
-        with self._state_lock:
+        with self._locked():
             record: dict[str, Any] | None = self._load()[section].get(key)
         return record
 
@@ -368,6 +385,6 @@ class OfflineRunner(RunnerBase):
 
     def list_workloads(self, env: str) -> list[str]:
         self._check_env(env)
-        with self._state_lock:
+        with self._locked():
             stacks = list(self._load()["workloads"])
         return self._workload_names(env, stacks)
