@@ -8,7 +8,6 @@ is a failure, never a skip.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,16 +29,11 @@ from gke_inference.automation.store import (
     WorkloadBusyError,
     new_id,
 )
-from tests.support.postgres import PostgresServer, PostgresUnavailable, shared_postgres
+from tests.support.postgres import PostgresServer, required_postgres
 
 
 def postgres() -> PostgresServer:
-    try:
-        return shared_postgres()
-    except PostgresUnavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is required in CI: {exc}")
-        pytest.skip(str(exc))
+    return required_postgres()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -36,25 +36,11 @@ from gke_inference.automation.store import (
     new_id,
 )
 from gke_inference.automation.worker import OperationWorker, Redactor
-from tests.support.postgres import (
-    PostgresServer,
-    PostgresUnavailable,
-    shared_postgres,
-    start_postgres,
-)
+from tests.support.postgres import required_postgres, start_postgres
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = yaml.safe_load((REPO / "workloads" / "examples" / "gemma-3-1b-l4.yaml").read_text())
 SPEC["name"] = "gemma"
-
-
-def need_postgres(start: Callable[[], PostgresServer] = shared_postgres) -> PostgresServer:
-    try:
-        return start()
-    except PostgresUnavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is required in CI: {exc}")
-        pytest.skip(str(exc))
 
 
 class Result:
@@ -101,7 +87,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLStore]:
     target = (
         str(tmp_path / "service.db")
         if request.param == "sqlite"
-        else need_postgres().create_database()
+        else required_postgres().create_database()
     )
     s = open_store(target)
     yield s
@@ -320,7 +306,7 @@ time.sleep(600)
 def test_a_killed_replicas_operation_is_released_by_a_live_one_within_a_lease() -> None:
     """kill -9 of the replica running an operation used to leave it running, and the
     workload answering 409, until some replica restarted."""
-    url = need_postgres().create_database()
+    url = required_postgres().create_database()
     live = open_store(url)
     assert isinstance(live, PostgresStore)
     live.lease = timedelta(seconds=2)
@@ -354,7 +340,7 @@ def test_a_killed_replicas_operation_is_released_by_a_live_one_within_a_lease() 
 def test_a_database_restart_does_not_fail_work_a_live_replica_still_runs() -> None:
     """After PostgreSQL restarted, the live replica's liveness lock was gone for good, and a
     replica starting later failed its in-flight operation while it still completed it."""
-    server = need_postgres(start_postgres)  # a server of its own: it is restarted
+    server = required_postgres(start_postgres)  # a server of its own: it is restarted
     try:
         url = server.create_database()
         live = open_store(url)
@@ -388,7 +374,7 @@ def test_the_maintenance_loop_survives_a_database_outage() -> None:
     resumes once the database is back."""
     from gke_inference.automation.worker import Maintenance
 
-    server = need_postgres(start_postgres)
+    server = required_postgres(start_postgres)
     try:
         store = open_store(server.create_database())
         loop = Maintenance(store, interval=0.1)
@@ -454,7 +440,7 @@ class GatedRunner(RecordingRunner):
 
 def test_an_operation_running_through_a_database_restart_is_recorded() -> None:
     """Its worker used to hit the error and leave it running (the workload 409) forever."""
-    server = need_postgres(start_postgres)
+    server = required_postgres(start_postgres)
     try:
         store = open_store(server.create_database())
         runner = GatedRunner()
@@ -514,7 +500,7 @@ def test_log_lines_reuse_pooled_postgres_sessions() -> None:
     preview); the store borrows pooled ones (bench/store_throughput.py has the rates)."""
     import psycopg
 
-    url = need_postgres().create_database()
+    url = required_postgres().create_database()
     store = open_store(url)
     op = Operation(new_id(), "dev", "gemma", "preview", spec=SPEC)
     store.submit(op)

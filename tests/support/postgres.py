@@ -213,3 +213,16 @@ def shared_postgres() -> PostgresServer:
         _shared = start_postgres()
         atexit.register(_shared.stop)
     return _shared
+
+
+def required_postgres(start: Any = None) -> PostgresServer:
+    """A server for a test (``start``: how, default the shared one): skipped on a machine
+    without the server binaries, a failure in CI (``CI`` set)."""
+    import pytest
+
+    try:
+        return (start or shared_postgres)()
+    except PostgresUnavailable as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required in CI: {exc}")
+        pytest.skip(str(exc))
