@@ -317,7 +317,7 @@ def _promote(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from gke_inference.automation.databases import open_store, redact_url
+    from gke_inference.automation.databases import open_store, redact_error, redact_url
     from gke_inference.automation.pulumi_runner import PulumiRunner
     from gke_inference.automation.service import ServiceConfigError, create_app
     from gke_inference.automation.settings import state_dir
@@ -329,7 +329,10 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         store = open_store(db)
     except Exception as exc:  # noqa: BLE001 - any driver error: report it, do not start
-        _error(f"cannot open the database {redact_url(db)}: {type(exc).__name__}: {exc}")
+        _error(
+            f"cannot open the database {redact_url(db)}: {type(exc).__name__}: "
+            f"{redact_error(str(exc), db)}"
+        )
         return ExitCode.USER_ERROR
     try:
         app = create_app(runner, store, workers=args.workers)

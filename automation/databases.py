@@ -30,7 +30,6 @@ import contextlib
 import fcntl
 import hashlib
 import os
-import re
 import sqlite3
 import threading
 import time
@@ -38,8 +37,9 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import unquote
 
+from gke_inference.automation.settings import redact_error as redact_error
+from gke_inference.automation.settings import redact_url as redact_url
 from gke_inference.automation.store import (
     INTERRUPTED,
     SQLStore,
@@ -390,120 +390,3 @@ def open_store(target: str | Path) -> SQLStore:
     store: SQLStore = PostgresStore(text) if is_postgres_url(text) else SQLiteStore(text)
     store.init()
     return store
-
-
-# --------------------------------------------------------------------------- redaction
-
-# The connection parameters of libpq that carry a credential.
-SECRET_PARAMETERS = frozenset({"password", "sslpassword", "oauth_client_secret"})
-REDACTED = "***"
-_URI = re.compile(r"postgres(?:ql)?://[^\s\"'<>]*")
-# keyword = value, libpq's grammar: a single-quoted value (backslash escapes, maybe
-# unterminated), else a run of non-space characters (backslash escapes).
-_KEYWORD_VALUE = re.compile(
-    r"(?P<key>[A-Za-z_][A-Za-z0-9_]*)\s*=\s*(?P<value>'(?:[^'\\]|\\.)*'?|(?:[^\s\\]|\\.)+)"
-)
-
-
-def _userinfo_end(rest: str) -> int:
-    """Where the ``user[:password]@`` of a URI's remainder ends (-1: there is none).
-
-    libpq takes the first ``@`` before any ``/``; a password with an unencoded
-    ``@`` is hidden whole by taking the last ``@`` before the next ``/`` or ``?``.
-    """
-    first = -1
-    for position, char in enumerate(rest):
-        if char == "/":
-            break
-        if char == "@":
-            first = position
-            break
-    if first < 0:
-        return -1
-    stop = len(rest)
-    for position in range(first + 1, len(rest)):
-        if rest[position] in "/?":
-            stop = position
-            break
-    return rest.rindex("@", 0, stop)
-
-
-def _redact_uri(uri: str, secrets: set[str]) -> str:
-    scheme, _, rest = uri.partition("://")
-    end = _userinfo_end(rest)
-    userinfo = ""
-    if end >= 0:
-        user, colon, password = rest[:end].partition(":")
-        if colon:
-            secrets.update({password, unquote(password), *password.split("@")})
-        userinfo = f"{user}{colon}{REDACTED if colon else ''}@"
-        rest = rest[end + 1 :]
-    host, mark, query = rest.partition("?")
-    if mark:
-        params = []
-        for param in query.split("&"):
-            name, equals, value = param.partition("=")
-            if equals and unquote(name).strip().lower() in SECRET_PARAMETERS:
-                secrets.update({value, unquote(value)})
-                value = REDACTED
-            params.append(f"{name}{equals}{value}")
-        query = "&".join(params)
-    return f"{scheme}://{userinfo}{host}{mark}{query}"
-
-
-def _redact_keyword(match: re.Match[str], secrets: set[str]) -> str:
-    key, value = match.group("key"), match.group("value")
-    if key.lower() not in SECRET_PARAMETERS or value == REDACTED:
-        return match.group()
-    quoted = len(value) > 1 and value.startswith("'") and value.endswith("'")
-    inner = value[1:-1] if quoted else value
-    secrets.update({value, inner.lstrip("'"), re.sub(r"\\(.)", r"\1", inner)})
-    return f"{key}={REDACTED}"
-
-
-def _redact(text: str) -> tuple[str, set[str]]:
-    """``text`` with every credential of the database URIs and ``keyword=value``
-    connection strings in it replaced by ``***``, and the values replaced."""
-    secrets: set[str] = set()
-
-    def keywords(part: str) -> str:
-        return _KEYWORD_VALUE.sub(lambda m: _redact_keyword(m, secrets), part)
-
-    pieces, start = [], 0
-    for uri in _URI.finditer(text):
-        pieces += [keywords(text[start : uri.start()]), _redact_uri(uri.group(), secrets)]
-        start = uri.end()
-    out = "".join([*pieces, keywords(text[start:])])
-    secrets.discard(REDACTED)
-    secrets.discard("")
-    return out, secrets
-
-
-def redact_url(target: str) -> str:
-    """A database URL or connection string without its credentials, for messages.
-
-    Every form libpq reads a credential from is hidden: the password of the
-    userinfo (``postgresql://u:pw@h/db``), a ``password=`` (or ``sslpassword=``)
-    query parameter, its name percent-encoded or not (``?%70assword=``), and
-    ``password=...`` of a ``keyword=value`` string, quoted or not. A SQLite path is
-    returned as is.
-    """
-    return _redact(str(target))[0]
-
-
-def redact_error(message: str, target: str) -> str:
-    """An error about the database ``target`` without its credentials.
-
-    Drivers quote parts of a connection string they cannot parse (libpq:
-    ``invalid percent-encoded token: "<password>%zz"``), so every credential value
-    found in ``target`` is masked wherever it appears in ``message``, as are the
-    credentials of any connection string ``message`` quotes.
-    """
-    out, quoted = _redact(message)
-    _, secrets = _redact(str(target))
-    for secret in sorted(secrets | quoted, key=len, reverse=True):
-        if len(secret) >= 4:
-            out = out.replace(secret, REDACTED)
-        else:  # a short value only where it stands alone, not inside other words
-            out = re.sub(rf"(?<![\w]){re.escape(secret)}(?![\w])", REDACTED, out)
-    return out

@@ -13,12 +13,19 @@ environment enables its compute class
 (:func:`~gke_inference.automation.deployability.checked_deployment`). Every
 such problem is a 422 with one body shape (:class:`~.api_models.Problems`),
 written by one exception handler.
+
+Hostile input: a body is decoded strictly (depth, finite numbers, no coercion:
+:mod:`~gke_inference.automation.api_models`), a body larger than
+``GKE_INFERENCE_MAX_BODY_BYTES`` (1 MiB) is a 413 refused while it is read
+(:class:`~.api_models.BodyLimit`), and the access log never shows the query
+string of a ``/v1`` route (:class:`~.api_models.AccessLogRedactor`). The API
+token is checked at start
+(:class:`~gke_inference.automation.settings.ServiceSettings`).
 """
 
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -32,7 +39,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from gke_inference.automation.api_models import (
+    ACCESS_LOG_REDACTOR,
     WORKLOAD_SPEC_REF,
+    BodyLimit,
     Conflict,
     EnvironmentResponse,
     HealthResponse,
@@ -44,22 +53,20 @@ from gke_inference.automation.api_models import (
     Problems,
     WorkloadDetailResponse,
     WorkloadResponse,
+    check_strict_types,
+    decode_json_body,
 )
-from gke_inference.automation.databases import HEARTBEAT_SECONDS
+from gke_inference.automation.databases import HEARTBEAT_SECONDS, STORE_ERRORS
 from gke_inference.automation.deployability import checked_deployment
 from gke_inference.automation.runner import PlatformStack, Runner
+from gke_inference.automation.settings import MAX_JSON_DEPTH, TOKEN_ENV, ServiceSettings
+from gke_inference.automation.settings import ServiceConfigError as ServiceConfigError
 from gke_inference.automation.store import SQLStore, WorkloadBusyError, WorkloadRecord
 from gke_inference.automation.worker import Maintenance, OperationWorker, Redactor
 from gke_inference.core.errors import Problem, SettingsError, SpecError, UserInputError
 from gke_inference.workloads.spec import WorkloadSpec, parse_spec
 
-TOKEN_ENV = "GKE_INFERENCE_API_TOKEN"
-
 _log = logging.getLogger("gke_inference.automation.service")
-
-
-class ServiceConfigError(Exception):
-    """The service cannot start (no token, bad database)."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +122,7 @@ Environment = Annotated[str, Depends(_environment)]
 
 
 async def _json_body(request: Request, *, required: bool) -> Any:
+    """The body as a spec document; :class:`~.api_models.BodyLimit` bounds it while read."""
     raw = await request.body()
     if not raw.strip():
         if required:
@@ -122,12 +130,14 @@ async def _json_body(request: Request, *, required: bool) -> Any:
                 "Invalid request", [Problem("(body)", "a workload spec is required")]
             )
         return None
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise UserInputError(
-            "Invalid request", [Problem("(body)", f"invalid JSON: {exc}")]
-        ) from None
+    return await run_in_threadpool(_strict_document, raw)
+
+
+def _strict_document(raw: bytes) -> Any:
+    """Decoded strictly (depth, finite numbers), then typed strictly (no coercion)."""
+    data = decode_json_body(raw, max_depth=MAX_JSON_DEPTH)
+    check_strict_types(data)
+    return data
 
 
 def _deployable_spec(
@@ -159,6 +169,19 @@ def _spec_body(*, required: bool, description: str) -> dict[str, Any]:
     """``openapi_extra`` for a route that reads a WorkloadSpec from its raw body."""
     content = {"application/json": {"schema": {"$ref": WORKLOAD_SPEC_REF}}}
     return {"requestBody": {"required": required, "description": description, "content": content}}
+
+
+async def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """The database refused a request's read or write (restarting, full): 503, retry later;
+    nothing was accepted."""
+    _log.warning(
+        "%s %s: the store failed (%s)", request.method, request.url.path, type(exc).__name__
+    )
+    return JSONResponse(
+        {"detail": f"the service's database is unavailable ({type(exc).__name__}); retry later"},
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": "5"},
+    )
 
 
 async def _unprocessable(request: Request, exc: Exception) -> JSONResponse:
@@ -211,6 +234,7 @@ _ACCEPTED: dict[int | str, dict[str, Any]] = {
 }
 _ACCEPTED_WITH_SPEC: dict[int | str, dict[str, Any]] = {
     **_ACCEPTED,
+    status.HTTP_413_CONTENT_TOO_LARGE: {"model": Message},
     status.HTTP_422_UNPROCESSABLE_CONTENT: {"model": Problems},
     status.HTTP_500_INTERNAL_SERVER_ERROR: {"model": Message},
 }
@@ -388,13 +412,13 @@ def create_app(
     *,
     token: str | None = None,
     workers: int = 4,
+    max_body_bytes: int | None = None,
 ) -> FastAPI:
-    """The service over ``runner`` and ``store``; refuses to exist without an API token."""
-    api_token = token if token is not None else os.environ.get(TOKEN_ENV, "")
-    if not api_token:
-        raise ServiceConfigError(
-            f"set {TOKEN_ENV} to the bearer token clients must send; refusing to start without it"
-        )
+    """The service over ``runner`` and ``store``; refuses to exist without a strong API
+    token (``token``, else ``GKE_INFERENCE_API_TOKEN``) and a valid body limit
+    (``max_body_bytes``, else ``GKE_INFERENCE_MAX_BODY_BYTES``)."""
+    config = ServiceSettings.from_env(token=token, max_body_bytes=max_body_bytes)
+    api_token = config.token
     redact = Redactor(
         [
             api_token,
@@ -411,6 +435,10 @@ def create_app(
     )
     app.state.service = ServiceState(runner, store, worker, api_token.encode())
     app.add_exception_handler(UserInputError, _unprocessable)
+    for store_error in STORE_ERRORS:
+        app.add_exception_handler(store_error, _store_unavailable)
+    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+    logging.getLogger("uvicorn.access").addFilter(ACCESS_LOG_REDACTOR)
     app.include_router(health)
     app.include_router(v1)
     return app

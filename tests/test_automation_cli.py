@@ -489,7 +489,7 @@ def test_serve_end_to_end(tmp_path: Path) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    token = "e2e-token-abcdef0123456789"
+    token = "e2e-token-abcdef0123456789-0123456789"  # the 32 characters a token needs
     env = {
         **os.environ,
         "GKE_INFERENCE_API_TOKEN": token,
