@@ -77,24 +77,38 @@ class Replica:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> None:
+    def _spawn(self) -> subprocess.Popen[bytes]:
         with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(
+            return subprocess.Popen(
                 [str(REPO / ".venv" / "bin" / "gke-inference"), "serve", "--runner", "offline",
                  "--host", "127.0.0.1", "--port", str(self.port), "--db", self.db,
                  "--workers", "4", "--log-level", "info"],
                 cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
+
+    def start(self) -> None:
+        """Start it and wait for /healthz; a process that exits (its database still down)
+        is started again, as a kubelet restarts a crashed container."""
+        self.process = self._spawn()
         deadline = time.monotonic() + 120
         while True:
             with contextlib.suppress(httpx.TransportError):
                 if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
                     return
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited: {self.log.read_text()[-2000:]}")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.name} did not answer /healthz")
+                raise RuntimeError(f"{self.name} did not answer /healthz: {self.log_tail()}")
+            if self.process.poll() is not None:
+                time.sleep(1)
+                self.process = self._spawn()
             time.sleep(0.2)
+
+    def log_tail(self) -> str:
+        return self.log.read_text(errors="replace")[-2000:]
+
+    def alive(self) -> bool:
+        with contextlib.suppress(httpx.TransportError):
+            return httpx.get(f"{self.url}/healthz", timeout=5).status_code == 200
+        return False
 
     def sample_rss(self) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -181,6 +195,7 @@ def load(
     i-th request is sent."""
     counter = iter(range(requests))
     counter_lock = threading.Lock()
+    fault_lock = threading.Lock()
 
     def client(n: int) -> None:
         rng = random.Random(seed * 1000 + n)  # noqa: S311 - a reproducible load, not a key
@@ -190,7 +205,11 @@ def load(
             if i is None:
                 return
             if i in faults:
-                faults[i]()
+                with fault_lock:  # one fault at a time, each to its end
+                    try:
+                        faults[i]()
+                    except Exception as exc:  # noqa: BLE001 - a fault that went wrong fails the run
+                        tally.faults.append(f"FAULT FAILED: {type(exc).__name__}: {exc}")
             request(replicas, headers, tally, rng, f"soak-{rng.randrange(workloads)}")
             time.sleep(rng.uniform(0, 2 * think))  # a client's pause between requests
             for r in replicas:
@@ -236,7 +255,10 @@ def check(
     stuck = settle(replicas, headers, tally, settle_seconds)
     if stuck:
         failures.append(f"{len(stuck)} accepted operation(s) never finished: {stuck[:5]}")
-    live = replicas[0]
+    live = next((r for r in replicas if r.alive()), None)
+    if live is None:
+        return [*failures, "no replica answers at the end"]
+    failures += [f for f in tally.faults if f.startswith("FAULT FAILED")]
     workloads = httpx.get(f"{live.url}/v1/environments/dev/workloads", headers=headers, timeout=30)
     records = {w["name"]: w for w in workloads.json()}
     for name in records:
