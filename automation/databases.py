@@ -380,8 +380,24 @@ def _store_errors() -> tuple[type[Exception], ...]:
 STORE_ERRORS = _store_errors()
 
 
+#: Keywords that make a keyword/value string a PostgreSQL connection string.
+_DSN_KEYWORDS = frozenset({"host", "hostaddr", "port", "dbname", "user", "service"})
+
+
 def is_postgres_url(target: str) -> bool:
-    return target.startswith(("postgres://", "postgresql://"))
+    """A ``postgres[ql]://`` URL, or a libpq keyword/value string (``host=db dbname=x``);
+    anything else is a SQLite path."""
+    if target.startswith(("postgres://", "postgresql://")):
+        return True
+    if "=" not in target:
+        return False
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        keys = set(conninfo_to_dict(target))
+    except Exception:  # noqa: BLE001 - not a connection string: a (strange) file name
+        return False
+    return bool(keys & _DSN_KEYWORDS)
 
 
 def open_store(target: str | Path) -> SQLStore:

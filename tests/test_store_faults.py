@@ -519,3 +519,20 @@ def test_log_lines_reuse_pooled_postgres_sessions() -> None:
     opened = sessions() - before - 1  # the counting session itself
     store.close()
     assert opened <= 2, f"{opened} sessions for 100 log lines"
+
+
+def test_a_keyword_value_connection_string_opens_postgres_not_a_sqlite_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`host=... dbname=...` used to be taken for a SQLite path (a file of that name)."""
+    url = required_postgres().create_database()
+    server, dbname = url.rsplit("/", 1)
+    host, port = server.rsplit("@", 1)[1].split(":")
+    dsn = f"host={host} port={port} user=gke dbname={dbname}"
+    monkeypatch.chdir(tmp_path)
+    store = open_store(dsn)
+    try:
+        assert isinstance(store, PostgresStore)
+        assert not any(tmp_path.iterdir())  # no file named after the string
+    finally:
+        store.close()
