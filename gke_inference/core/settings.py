@@ -123,8 +123,10 @@ class NetworkSettings(StrictModel):
 class MaintenanceWindow(StrictModel):
     """A recurring window (RFC 5545 RRULE); GKE needs >= 48h of windows per 32 days."""
 
-    start_time: datetime = datetime.fromisoformat("2026-01-03T03:00:00+00:00")
-    end_time: datetime = datetime.fromisoformat("2026-01-03T11:00:00+00:00")
+    # with a time zone: a date or a naive time has no defined instant (and YAML reads an
+    # unquoted 2026-01-03 as a date)
+    start_time: pydantic.AwareDatetime = datetime.fromisoformat("2026-01-03T03:00:00+00:00")
+    end_time: pydantic.AwareDatetime = datetime.fromisoformat("2026-01-03T11:00:00+00:00")
     recurrence: str = Field(default="FREQ=WEEKLY;BYDAY=SA,SU", pattern=r"^FREQ=(DAILY|WEEKLY)")
 
     @pydantic.model_validator(mode="after")
