@@ -21,12 +21,14 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import socket
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from gke_inference.core.console import (
     add_format_options,
+    bounded_int,
     confirm,
     progress,
     stdin_is_terminal,
@@ -313,6 +315,31 @@ def _promote(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- serve
 
+#: Most operations ``serve --workers`` runs in parallel (each is a Pulumi process).
+MAX_WORKERS = 64
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The service's listening socket, bound now: an address in use is one clear error.
+
+    Bound as uvicorn binds (SO_REUSEADDR), and handed to it, so the port cannot
+    be taken between this check and the server's start.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family=family)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except (OSError, OverflowError) as exc:
+        sock.close()
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise UserInputError(
+            "Cannot start the service",
+            [Problem(f"--host {host} --port {port}", f"cannot listen there: {reason}")],
+        ) from None
+    sock.set_inheritable(True)
+    return sock
+
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
@@ -340,14 +367,26 @@ def _serve(args: argparse.Namespace) -> int:
         store.close()
         _error(str(exc))
         return ExitCode.USER_ERROR
+    try:
+        sock = _listen(args.host, args.port)
+    except UserInputError:
+        store.close()
+        raise
     _print(
         f"gke-inference service on http://{args.host}:{args.port} "
         f"(runner {runner.name}, database {redact_url(db)}, OpenAPI at /openapi.json)"
     )
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level)
+    )
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+        server.run(sockets=[sock])
     finally:
+        sock.close()
         store.close()
+    if not server.started:  # the app's startup failed; uvicorn logged why
+        _error("the service did not start")
+        return ExitCode.OPERATION_FAILED
     return ExitCode.OK
 
 
@@ -429,13 +468,18 @@ def add_automation_commands(sub: Any) -> None:
         "serve", help="run the HTTP service (needs GKE_INFERENCE_API_TOKEN in the environment)"
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serve.add_argument("--port", type=int, default=8080, help="port to listen on")
+    serve.add_argument("--port", type=bounded_int(1, 65535), default=8080, help="port to listen on")
     serve.add_argument(
         "--db",
         metavar="PATH_OR_URL",
         help="SQLite file or postgresql:// URL (default $XDG_STATE_HOME/gke-inference/service.db)",
     )
-    serve.add_argument("--workers", type=int, default=4, help="operations run in parallel")
+    serve.add_argument(
+        "--workers",
+        type=bounded_int(1, MAX_WORKERS),
+        default=4,
+        help="operations run in parallel",
+    )
     serve.add_argument(
         "--log-level",
         default="info",

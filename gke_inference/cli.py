@@ -5,12 +5,21 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from gke_inference.core.console import Parser, add_format_options, progress, silence_stdout
-from gke_inference.core.errors import ExitCode, UserInputError
+from gke_inference.core.console import (
+    Parser,
+    add_format_options,
+    bounded_int,
+    checked,
+    progress,
+    silence_stdout,
+)
+from gke_inference.core.errors import ExitCode, Problem, UserInputError
 
 DISTRIBUTION = "gke-inference"  # [project] name in pyproject.toml
 
@@ -30,6 +39,9 @@ def _plan(args: argparse.Namespace) -> int:
     from gke_inference.offline.planning import plan_platform
     from gke_inference.offline.render import render_tree
 
+    if args.manifests:
+        _check_manifests_dir(args.manifests)  # before the plan: it takes seconds
+    policy_config = None if args.no_policy else _policy_config(args.policy_config)
     progress(f"planning {args.stack} offline (the provider SDKs load first: a few seconds)...")
     if args.workload:
         from gke_inference.offline.planning import plan_workload
@@ -39,7 +51,9 @@ def _plan(args: argparse.Namespace) -> int:
         plan = plan_platform(args.stack, args.config)
     if args.manifests and not _write_manifests(plan, args.manifests):
         return ExitCode.INVALID_MANIFESTS
-    report = None if args.no_policy else _run_policy(plan.resources, args.policy_config)
+    report = (
+        None if args.no_policy else _run_policy(plan.resources, policy_config, args.policy_config)
+    )
     if args.format == "json":
         doc = plan.to_json()
         if report is not None:
@@ -54,9 +68,26 @@ def _plan(args: argparse.Namespace) -> int:
     return ExitCode.VIOLATION if report is not None and report.mandatory else ExitCode.OK
 
 
+def _check_manifests_dir(directory: str) -> None:
+    """``--manifests DIR`` must be a directory this user can write, or creatable as one."""
+    path = Path(directory)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing == path and not path.is_dir():
+        why = "is a file, not a directory; give a directory (created if missing)"
+    elif not existing.is_dir():
+        why = f"cannot be created: {existing} is a file, not a directory"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        what = "is" if existing == path else f"cannot be created: {existing} is"
+        why = f"{what} not a writable directory"
+    else:
+        return
+    raise UserInputError("Cannot write manifests", [Problem(f"--manifests {directory}", why)])
+
+
 def _write_manifests(plan: Any, directory: str) -> bool:
     """Write one YAML file per Kubernetes object and validate them strictly."""
-    from gke_inference.core.errors import Problem
     from gke_inference.offline.manifests import (
         ManifestError,
         kubernetes_objects,
@@ -70,6 +101,12 @@ def _write_manifests(plan: Any, directory: str) -> bool:
         written = write_manifests(plan, directory)
     except ManifestError as exc:
         raise UserInputError("Cannot write manifests", [Problem(directory, str(exc))]) from None
+    except OSError as exc:  # not writable after all (read-only file system, quota, ...)
+        where = exc.filename or directory
+        raise UserInputError(
+            "Cannot write manifests",
+            [Problem(f"--manifests {directory}", f"{where}: {exc.strerror or exc}")],
+        ) from None
     for note in omitted(plan):
         sys.stderr.write(f"note: {note}\n")
     sys.stderr.write(f"wrote {len(written)} manifests to {directory}\n")
@@ -81,31 +118,65 @@ def _write_manifests(plan: Any, directory: str) -> bool:
     return True
 
 
-def _run_policy(resources: Any, config_file: str | None) -> Any:
-    """Run the policy pack in-process; config problems become a UserInputError (exit 2)."""
-    from gke_inference.core.errors import Problem
-    from gke_inference.offline.policy_check import check_resources
+def _policy_config_error(exc: Any) -> UserInputError:
+    return UserInputError(
+        "Cannot use the policy config",
+        [Problem(exc.source, problem) for problem in exc.problems],
+    )
+
+
+def _policy_config(config_file: str | None) -> dict[str, Any] | None:
+    """The ``--policy-config`` file, read before any work; problems are exit 2."""
     from gke_inference.policy.config import PolicyConfigError, load_config_file
 
+    if not config_file:
+        return None
     try:
-        config = load_config_file(config_file) if config_file else None
+        return load_config_file(config_file)
+    except PolicyConfigError as exc:
+        raise _policy_config_error(exc) from None
+
+
+def _run_policy(resources: Any, config: dict[str, Any] | None, config_file: str | None) -> Any:
+    """Run the policy pack in-process; config problems become a UserInputError (exit 2)."""
+    from gke_inference.offline.policy_check import check_resources
+    from gke_inference.policy.config import PolicyConfigError
+
+    try:
         return check_resources(resources, config, source=config_file or "policy config")
     except PolicyConfigError as exc:
-        raise UserInputError(
-            "Cannot use the policy config",
-            [Problem(exc.source, problem) for problem in exc.problems],
+        raise _policy_config_error(exc) from None
+
+
+def _load_plan(path: str) -> Any:
+    """The resources of a saved plan (``-``: stdin): UTF-8 JSON of bounded depth."""
+    from gke_inference.core import safe_yaml
+    from gke_inference.offline.policy_check import PlanFileError, resources_from_plan_json
+
+    source = "stdin" if path == "-" else path
+    try:
+        raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+        data = safe_yaml.load_json(safe_yaml.decode(raw))
+    except OSError as exc:
+        raise PlanFileError(source, f"cannot read: {exc.strerror or exc}") from None
+    except safe_yaml.UnsafeInputError as exc:
+        raise PlanFileError(source, exc.detail) from None
+    except json.JSONDecodeError as exc:
+        raise PlanFileError(
+            source, f"not JSON ({exc}); save a plan with `gke-inference plan --format json`"
         ) from None
+    return resources_from_plan_json(data, source)
 
 
 def _policy_check(args: argparse.Namespace) -> int:
-    from gke_inference.core.errors import Problem
-    from gke_inference.offline.policy_check import PlanFileError, load_plan_file, render_report
+    from gke_inference.offline.policy_check import PlanFileError, render_report
 
+    config = _policy_config(args.policy_config)
     try:
-        resources = load_plan_file(args.file)
+        resources = _load_plan(args.file)
     except PlanFileError as exc:
         raise UserInputError("Cannot check the plan", [Problem(exc.source, exc.detail)]) from None
-    report = _run_policy(resources, args.policy_config)
+    report = _run_policy(resources, config, args.policy_config)
     if args.format == "json":
         sys.stdout.write(json.dumps({"policy": report.to_json()}, indent=2) + "\n")
     else:
@@ -205,6 +276,12 @@ def _add_policy_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _organization_problem(value: str) -> str | None:
+    from gke_inference.core.validation import pulumi_organization_problem  # loads pydantic
+
+    return pulumi_organization_problem(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="gke-inference",
@@ -237,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument(
         "--organization",
         default="organization",
+        type=checked(_organization_problem),
         help="organization in the platform StackReference (organization/gke-inference/<stack>)",
     )
     plan.add_argument(
@@ -253,7 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
         "size", help="size a workload spec: devices, parallelism, vLLM flags, compute class"
     )
     sizer.add_argument("spec", metavar="SPEC", help="workload spec file (YAML or JSON)")
-    sizer.add_argument("--devices", type=int, help="require this many devices per node")
+    sizer.add_argument(
+        "--devices", type=bounded_int(1, 64), help="require this many devices per node"
+    )
     add_format_options(sizer)
     sizer.set_defaults(handler=_size)
 

@@ -30,6 +30,8 @@ from typing import Any
 
 from pulumi_policy import EnforcementLevel, Policy, PolicyConfigSchema
 
+from gke_inference.core import safe_yaml
+
 PACK_NAME = "gke-inference-baseline"
 #: Level of a policy that does not set its own (none of ours relies on it).
 PACK_ENFORCEMENT = EnforcementLevel.MANDATORY
@@ -241,14 +243,21 @@ def resolve_pack_config(
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a ``--policy-pack-config`` JSON file; errors name the file."""
+    """Read a ``--policy-pack-config`` JSON file; errors name the file.
+
+    The file must be UTF-8 JSON nested no deeper than ``safe_yaml.MAX_DEPTH``.
+    """
     where = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = safe_yaml.read_text(path)
     except OSError as exc:
         raise PolicyConfigError(where, [f"cannot read: {exc.strerror or exc}"]) from None
+    except safe_yaml.UnsafeInputError as exc:
+        raise PolicyConfigError(where, [exc.detail]) from None
     try:
-        data = json.loads(text)
+        data = safe_yaml.load_json(text)
+    except safe_yaml.UnsafeInputError as exc:
+        raise PolicyConfigError(where, [exc.detail]) from None
     except json.JSONDecodeError as exc:
         raise PolicyConfigError(where, [f"not JSON: {exc}"]) from None
     if not isinstance(data, dict):

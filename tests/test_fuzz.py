@@ -25,6 +25,7 @@ from gke_inference.core.errors import SettingsError, SpecError
 from gke_inference.core.settings import parse_settings
 from gke_inference.offline.planning import plan_platform, plan_workload
 from gke_inference.offline.policy_check import check_resources
+from gke_inference.workloads.kinds import deployment_for
 from gke_inference.workloads.sizing import size
 from gke_inference.workloads.spec import parse_spec
 
@@ -174,6 +175,10 @@ def test_valid_specs_plan_without_mandatory_violations(data: dict[str, Any]) -> 
         return  # too big for the shapes dev enables: a clear error is the right outcome
     if sizing.shape.count > 4 or sizing.pipeline_parallel > 1:
         return  # dev enables L4 x1, x2 and x4 only
+    try:
+        deployment_for(spec)
+    except SpecError:
+        return  # e.g. a running-requests target above --max-num-seqs: refused, clearly
     with tempfile.TemporaryDirectory() as tmp:
         file = Path(tmp) / "spec.yaml"
         file.write_text(yaml.safe_dump(data))

@@ -15,11 +15,17 @@ import pydantic
 import yaml
 from pydantic import Field
 
-from gke_inference.core.errors import Problem, SpecError
+from gke_inference.core import safe_yaml
+from gke_inference.core.errors import Problem, SpecError, show_value
 from gke_inference.core.validation import StrictModel, describe_pattern, problems_from
 from gke_inference.inference import catalog
 from gke_inference.workloads.kinds import KINDS
-from gke_inference.workloads.vllm_server import flag_problems, server_version, table
+from gke_inference.workloads.vllm_server import (
+    flag_problems,
+    platform_flag_problems,
+    server_version,
+    table,
+)
 
 _WORKLOAD_NAME = describe_pattern(
     r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$",
@@ -39,7 +45,41 @@ _GCS_PREFIX = describe_pattern(
     r"^gs://[a-z0-9][a-z0-9._-]{1,61}[a-z0-9](/[^\s]*)?$", "a gs://bucket/prefix path"
 )
 
-_YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C parser when present
+
+def _gcs_segments(value: str) -> str:
+    """A gs:// id or prefix names one place: no ``.``, ``..`` or empty path segments.
+
+    The path becomes a FUSE mount's only-dir and the server's ``--model`` path,
+    where ``..`` would climb out of the mount. One trailing ``/`` is accepted.
+    """
+    if value.startswith("gs://"):
+        path = value.removeprefix("gs://").partition("/")[2]
+        segments = path.removesuffix("/").split("/") if path else []
+        bad = [s for s in segments if s in ("", ".", "..")]
+        if bad:
+            shown = "an empty segment (//)" if bad[0] == "" else f"a {bad[0]!r} segment"
+            raise ValueError(
+                f"a gs:// path must not contain {shown}; accepted: gs://bucket/dir/... "
+                "with plain names"
+            )
+    return value
+
+
+GcsPath = Annotated[str, pydantic.AfterValidator(_gcs_segments)]
+
+
+def _exact_int(value: Any) -> Any:
+    """Literal[1, 2, ...] would take True and 2.0 (they compare equal): only an int."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"Input should be an integer, not {type(value).__name__}")
+    return value
+
+
+class SpecModel(StrictModel):
+    """Base of every spec section: strict types (no bool -> int, no "16" -> 16)."""
+
+    model_config = pydantic.ConfigDict(strict=True)
+
 
 Precision = Literal["bf16", "fp16", "fp8", "int8", "int4"]
 QuantizationMethod = Literal["fp8", "awq", "gptq", "compressed-tensors", "bitsandbytes"]
@@ -47,14 +87,16 @@ QuantizationMethod = Literal["fp8", "awq", "gptq", "compressed-tensors", "bitsan
 
 def _accelerator_key(value: str) -> str:
     if value not in catalog.BY_KEY:
-        raise ValueError(f"{value!r} is not in the catalog; accepted: {', '.join(catalog.BY_KEY)}")
+        raise ValueError(
+            f"{show_value(value)} is not in the catalog; accepted: {', '.join(catalog.BY_KEY)}"
+        )
     return value
 
 
 AcceleratorKey = Annotated[str, pydantic.AfterValidator(_accelerator_key)]
 
 
-class Architecture(StrictModel):
+class Architecture(SpecModel):
     """The published numbers sizing needs (from the model's config.json)."""
 
     parameters_billions: float = Field(gt=0, le=2000)
@@ -93,8 +135,8 @@ class Architecture(StrictModel):
         return self.layers - self.full_attention_layers
 
 
-class ModelSettings(StrictModel):
-    id: str = Field(pattern=_MODEL_ID)
+class ModelSettings(SpecModel):
+    id: GcsPath = Field(pattern=_MODEL_ID)
     preset: str | None = None
     architecture: Architecture | None = None
     revision: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,64}$")
@@ -137,10 +179,22 @@ class ModelSettings(StrictModel):
         return self.id.lower()
 
 
-class ServerSettings(StrictModel):
+class ServerSettings(SpecModel):
     type: Literal["vllm-gpu", "vllm-tpu"] = "vllm-gpu"
     image: str | None = Field(default=None, pattern=_IMAGE)
     extra_args: list[str] = Field(default_factory=list, max_length=32)
+
+    @pydantic.field_validator("extra_args")
+    @classmethod
+    def _extra_args_allowed(cls, value: list[str], info: pydantic.ValidationInfo) -> list[str]:
+        """Never a flag the rendered command line already sets (the spec and the
+        sizing own those) or one that weakens the server's security, whatever the image."""
+        if value:
+            doc = table(server_version(info.data.get("type", "vllm-gpu")))
+            problems = platform_flag_problems(value, doc)
+            if problems:
+                raise ValueError("; ".join(problems))
+        return value
 
     @pydantic.model_validator(mode="after")
     def _extra_args_known(self) -> ServerSettings:
@@ -166,7 +220,7 @@ VLLM_HPA_METRICS: dict[str, tuple[str, float]] = {
 }
 
 
-class ScalingSettings(StrictModel):
+class ScalingSettings(SpecModel):
     min_replicas: int = Field(default=1, ge=1, le=100)
     max_replicas: int = Field(default=3, ge=1, le=100)
     metric: Literal["queue-depth", "kv-cache", "requests-per-second", "running-requests"] = (
@@ -182,14 +236,14 @@ class ScalingSettings(StrictModel):
         return self
 
 
-class RoutingSettings(StrictModel):
+class RoutingSettings(SpecModel):
     mode: Literal["service", "inference-pool"] = "service"
     path_prefix: str | None = Field(default=None, pattern=r"^/[A-Za-z0-9/_-]*$")
 
 
-class BatchSettings(StrictModel):
-    input: str = Field(pattern=_GCS_PREFIX)
-    output: str = Field(pattern=_GCS_PREFIX)
+class BatchSettings(SpecModel):
+    input: GcsPath = Field(pattern=_GCS_PREFIX)
+    output: GcsPath = Field(pattern=_GCS_PREFIX)
     shards: int = Field(ge=1, le=10_000)
     parallelism: int = Field(default=2, ge=1, le=1000)
     retries_per_shard: int = Field(default=2, ge=0, le=10)
@@ -202,7 +256,7 @@ class BatchSettings(StrictModel):
     capacity: Literal["default", "queued"] = "default"
 
 
-class StreamingSettings(StrictModel):
+class StreamingSettings(SpecModel):
     ack_deadline_seconds: int = Field(default=600, ge=10, le=600)
     max_delivery_attempts: int = Field(default=10, ge=5, le=100)
     message_retention_seconds: int = Field(default=86_400, ge=600, le=604_800)
@@ -226,7 +280,7 @@ class StreamingSettings(StrictModel):
         return self
 
 
-class ComfyUISettings(StrictModel):
+class ComfyUISettings(SpecModel):
     image: str = Field(pattern=_IMAGE)
     port: int = Field(default=8188, ge=1, le=65535)
 
@@ -235,7 +289,7 @@ class ComfyUISettings(StrictModel):
 _SECTION_FIELDS = {"batch": " (input, output, shards)", "comfyui": " (image)"}
 
 
-class WorkloadSpec(StrictModel):
+class WorkloadSpec(SpecModel):
     name: str = Field(pattern=_WORKLOAD_NAME)
     kind: Literal["online", "batch", "streaming", "comfyui"]
     model: ModelSettings | None = None
@@ -247,7 +301,9 @@ class WorkloadSpec(StrictModel):
     context_length: int = Field(default=8192, ge=128, le=10_000_000)
     concurrency: int = Field(default=16, ge=1, le=4096)
     # Pin vLLM's --tensor-parallel-size (default: the smallest degree that fits).
-    tensor_parallel: Literal[1, 2, 4, 8, 16] | None = None
+    tensor_parallel: (
+        Annotated[Literal[1, 2, 4, 8, 16], pydantic.BeforeValidator(_exact_int)] | None
+    ) = None
     cost_optimized: bool = False
     scaling: ScalingSettings = ScalingSettings()
     routing: RoutingSettings = RoutingSettings()
@@ -289,6 +345,12 @@ def parse_spec(data: Any, source: str = "spec") -> WorkloadSpec:
             f"Invalid workload spec {source}", [Problem("(top level)", "must be a mapping")]
         )
     try:
+        safe_yaml.check_depth(data)  # a JSON body nests no deeper than a file may
+    except safe_yaml.UnsafeInputError as exc:
+        raise SpecError(
+            f"Invalid workload spec {source}", [Problem("(top level)", exc.detail)]
+        ) from None
+    try:
         spec = WorkloadSpec.model_validate(data)
     except pydantic.ValidationError as exc:
         raise SpecError(
@@ -304,13 +366,21 @@ def load_spec(path: str | Path) -> WorkloadSpec:
     """Read a YAML (or JSON) spec file."""
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        text = safe_yaml.read_text(file)
     except OSError as exc:
         raise SpecError(
             f"Cannot read workload spec {file}", [Problem(str(file), exc.strerror or str(exc))]
         ) from None
+    except safe_yaml.UnsafeInputError as exc:
+        raise SpecError(
+            f"Cannot read workload spec {file}", [Problem(str(file), exc.detail)]
+        ) from None
     try:
-        data = json.loads(text) if file.suffix == ".json" else yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506
+        data = safe_yaml.load_json(text) if file.suffix == ".json" else safe_yaml.load_yaml(text)
+    except safe_yaml.UnsafeInputError as exc:
+        raise SpecError(
+            f"Cannot parse workload spec {file}", [Problem(str(file), exc.detail)]
+        ) from None
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
         raise SpecError(
             f"Cannot parse workload spec {file}", [Problem(str(file), str(exc))]

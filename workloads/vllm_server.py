@@ -99,6 +99,86 @@ def flag_problems(args: list[str], doc: dict[str, Any]) -> list[str]:
     return problems
 
 
+#: Flags the rendered command line already sets (``Sizing.vllm_args`` and the
+#: container's ``--host``), with what decides each: a second one in extraArgs
+#: would override it (argparse keeps the last), e.g. ``--model=/etc/passwd``.
+OWNED_FLAGS: dict[str, str] = {
+    "--model": "model.id (the weights' mount)",
+    "--served-model-name": "model.id",
+    "--port": "the platform (the server's port)",
+    "--host": "the platform",
+    "--tensor-parallel-size": "tensorParallel or the sizing",
+    "--pipeline-parallel-size": "the sizing (multi-node replicas)",
+    "--distributed-executor-backend": "the sizing (multi-node replicas)",
+    "--max-model-len": "contextLength",
+    "--gpu-memory-utilization": "the sizing",
+    "--max-num-seqs": "the sizing (from concurrency)",
+    "--enable-prefix-caching": "the platform",
+    "--quantization": "precision and quantizationMethod",
+    "--kv-cache-dtype": "kvCacheDtype",
+    "--block-size": "the sizing",
+}
+
+#: Flags that weaken the server's security, refused whatever the image.
+INSECURE_FLAGS: dict[str, str] = {
+    "--trust-remote-code": "runs Python code shipped with the model",
+    "--code-revision": "picks the model's remote code (only used with --trust-remote-code)",
+    "--allowed-local-media-path": "lets requests read files of the server's filesystem",
+    "--middleware": "imports Python code into the API server",
+    "--tool-parser-plugin": "imports Python code into the API server",
+    "--reasoning-parser-plugin": "imports Python code into the API server",
+    "--worker-cls": "imports Python code into the workers",
+    "--worker-extension-cls": "imports Python code into the workers",
+    "--allow-credentials": "sends credentials on cross-origin requests",
+    "--api-key": "puts a secret in the pod spec in clear text",
+    "--hf-token": "puts a secret in the pod spec in clear text",
+    "--config": "reads more flags from a file, past these checks",
+}
+
+
+def _refused_flag(token: str, doc: dict[str, Any], refused: dict[str, str]) -> str:
+    """The flag ``token`` sets as vLLM's parser reads it (``_`` as ``-``, aliases, a
+    short alias with its value attached, an unambiguous abbreviation, a negation)."""
+    flags: dict[str, dict[str, Any]] = doc["flags"]
+    aliases = {alias: n for n, spec in flags.items() for alias in spec.get("aliases", [])}
+    name = token.partition("=")[0]
+    if not name.startswith("--"):  # -tp 2, -tp=2, -qfp8
+        for alias in sorted(aliases, key=len, reverse=True):
+            if name.startswith(alias) and aliases[alias] in refused:
+                return aliases[alias]
+        return aliases.get(name, name)
+    name = "--" + name[2:].replace("_", "-")
+    if name in refused or name in flags:
+        negated = "--" + name.removeprefix("--no-")
+        return negated if name.startswith("--no-") and negated in OWNED_FLAGS else name
+    prefixed = [f for f in refused if f.startswith(name)] if len(name) > 3 else []
+    return prefixed[0] if len(prefixed) == 1 else name
+
+
+def platform_flag_problems(args: list[str], doc: dict[str, Any]) -> list[str]:
+    """extraArgs that set what the platform decides or weaken security, whatever the image.
+
+    A negation of an owned flag (``--no-enable-prefix-caching``) counts as that
+    flag, and so does an abbreviation argparse would expand (``--trust-remote``).
+    """
+    refused = {**OWNED_FLAGS, **INSECURE_FLAGS}
+    problems: list[str] = []
+    for token in args:
+        if not token.startswith("-"):
+            continue
+        flag = _refused_flag(token, doc, refused)
+        name = token.partition("=")[0]
+        shown = name if name == flag else f"{name} ({flag})"
+        if flag in OWNED_FLAGS:
+            problems.append(
+                f"{shown}: already set by the command line from {OWNED_FLAGS[flag]}; "
+                "extraArgs may not set it again"
+            )
+        elif flag in INSECURE_FLAGS:
+            problems.append(f"{shown}: not accepted, it {INSECURE_FLAGS[flag]}")
+    return problems
+
+
 def env_problems(names: list[str], doc: dict[str, Any]) -> list[str]:
     known = set(doc["environment"])
     return [

@@ -10,7 +10,9 @@
   point catches it); :func:`write_line` does the same for a running
   operation's log, so the operation goes on.
 - :class:`Parser` shows each option's default in ``--help``;
-  :func:`add_format_options` adds ``--format text|json`` and ``--json``.
+  :func:`add_format_options` adds ``--format text|json`` and ``--json``;
+  :func:`bounded_int` and :func:`checked` validate an option's value in
+  argparse, so a bad one is ``error: argument --port: ...`` and exit 2.
 - :func:`confirm` asks "Do you want to perform this update?" as Pulumi does.
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from typing import Any, TextIO
 
 PROMPT_ANSWERS = {"yes": True, "y": True, "no": False, "n": False}
@@ -117,3 +120,34 @@ def add_format_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json", dest="format", action="store_const", const="json", help="same as --format json"
     )
+
+
+def bounded_int(minimum: int, maximum: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer from ``minimum`` to ``maximum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"must be an integer from {minimum} to {maximum}, got {text[:40]!r}"
+            ) from None
+        if not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"must be from {minimum} to {maximum}, got {value}")
+        return value
+
+    parse.__name__ = "integer"  # argparse names the type in some messages
+    return parse
+
+
+def checked(problem: Callable[[str], str | None]) -> Callable[[str], str]:
+    """An argparse ``type`` from a check that returns why a value is refused (or None)."""
+
+    def parse(text: str) -> str:
+        why = problem(text)
+        if why is not None:
+            raise argparse.ArgumentTypeError(why)
+        return text
+
+    parse.__name__ = "value"
+    return parse

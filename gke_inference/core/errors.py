@@ -3,9 +3,42 @@
 from __future__ import annotations
 
 import enum
+import reprlib
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
+
+#: Longest value (its repr) an error message shows; longer ones end in "...".
+MAX_SHOWN_VALUE = 200
+#: Longest path and message a Problem renders (the input may be hostile and huge).
+MAX_SHOWN_PATH = 200
+MAX_SHOWN_MESSAGE = 2000
+
+# Bounded in breadth and depth: a repr never walks more of a value than it shows,
+# so an expanded YAML alias bomb or a deeply nested list is shown in microseconds.
+_REPR = reprlib.Repr()
+_REPR.maxlevel = 3
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = _REPR.maxfrozenset = 8
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = MAX_SHOWN_VALUE
+
+
+def truncate(text: str, limit: int = MAX_SHOWN_VALUE) -> str:
+    """``text`` cut to ``limit`` characters, ending in "..." when cut."""
+    return text if len(text) <= limit else text[: max(limit - 3, 0)] + "..."
+
+
+def show_value(value: Any, limit: int = MAX_SHOWN_VALUE) -> str:
+    """The repr of a value for an error message, at most ``limit`` characters.
+
+    Every value a message shows goes through here: the repr is bounded while it
+    is built (reprlib), not only cut afterwards.
+    """
+    try:
+        text = _REPR.repr(value)
+    except Exception:  # noqa: BLE001 - a hostile __repr__ must not hide the real error
+        text = f"<{type(value).__name__}>"
+    return truncate(text, limit)
 
 
 @dataclass(frozen=True)
@@ -16,7 +49,8 @@ class Problem:
     message: str
 
     def render(self) -> str:
-        return f"  - {self.path}: {self.message}"
+        path = truncate(self.path, MAX_SHOWN_PATH)
+        return f"  - {path}: {truncate(self.message, MAX_SHOWN_MESSAGE)}"
 
 
 class UserInputError(pulumi.RunError):

@@ -3,6 +3,9 @@
 ``Pulumi.yaml`` declares scalar keys with types and defaults; ``Pulumi.<stack>.yaml``
 holds the values, structured ones as objects. ``--config PATH=VALUE`` overrides
 use the path syntax of ``pulumi config set --path``.
+
+YAML is read with :mod:`gke_inference.core.safe_yaml`, as Pulumi reads it:
+timestamps stay text, and aliases, nesting and encoding are bounded.
 """
 
 from __future__ import annotations
@@ -16,13 +19,11 @@ from typing import Any
 
 import yaml
 
+from gke_inference.core import safe_yaml
 from gke_inference.core.contract import PLATFORM_PROJECT
-from gke_inference.core.errors import Problem, SettingsError
+from gke_inference.core.errors import Problem, SettingsError, truncate
 
 _PATH_TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
-
-
-_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def load_yaml(path: Path) -> dict[str, Any]:
@@ -37,9 +38,19 @@ def load_yaml(path: Path) -> dict[str, Any]:
 def _load_yaml(path: Path, mtime_ns: int, size: int) -> dict[str, Any]:
     """Parse once per file version (the key includes mtime and size)."""
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader) or {}  # noqa: S506
+        text = safe_yaml.read_text(path)
     except FileNotFoundError:
         raise SettingsError(f"Cannot read {path}", [Problem(str(path), "file not found")]) from None
+    except OSError as exc:
+        raise SettingsError(
+            f"Cannot read {path}", [Problem(str(path), exc.strerror or str(exc))]
+        ) from None
+    except safe_yaml.UnsafeInputError as exc:
+        raise SettingsError(f"Cannot read {path}", [Problem(str(path), exc.detail)]) from None
+    try:
+        data = safe_yaml.load_yaml(text) or {}
+    except safe_yaml.UnsafeInputError as exc:
+        raise SettingsError(f"Cannot parse {path}", [Problem(str(path), exc.detail)]) from None
     except yaml.YAMLError as exc:
         raise SettingsError(f"Cannot parse {path}", [Problem(str(path), str(exc))]) from None
     if not isinstance(data, dict):
@@ -98,12 +109,27 @@ def parse_override(text: str, namespace: str) -> tuple[str, list[str | int], Any
     for match in _PATH_TOKEN.finditer(path):
         name, index = match.groups()
         tokens.append(int(index) if index is not None else name)
+        if len(tokens) > safe_yaml.MAX_DEPTH:
+            raise SettingsError(
+                "Invalid --config override",
+                [
+                    Problem(
+                        truncate(path, 80),
+                        f"the path has more than {safe_yaml.MAX_DEPTH} segments; "
+                        "accepted: a config path such as cluster.systemPool.maxNodesPerZone",
+                    )
+                ],
+            )
     if not tokens or not isinstance(tokens[0], str):
         raise SettingsError(
             "Invalid --config override", [Problem(text, "the path must start with a key name")]
         )
     try:
-        value = yaml.safe_load(raw_value) if raw_value != "" else ""
+        value = safe_yaml.load_yaml(raw_value) if raw_value != "" else ""
+    except safe_yaml.UnsafeInputError as exc:
+        raise SettingsError(
+            "Invalid --config override", [Problem(truncate(path, 80), f"the value: {exc.detail}")]
+        ) from None
     except yaml.YAMLError:
         value = raw_value
     return f"{ns}:{tokens[0]}", tokens[1:], value

@@ -6,6 +6,7 @@ Every problem names the path exactly as the user wrote it (camelCase keys,
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from collections.abc import Sequence
@@ -14,17 +15,19 @@ from typing import Any
 import pydantic
 from pydantic.alias_generators import to_camel
 
-from gke_inference.core.errors import Problem
+from gke_inference.core.errors import Problem, show_value
 
 
 class StrictModel(pydantic.BaseModel):
-    """Base for every settings and spec model: camelCase keys, unknown keys rejected."""
+    """Base for every settings and spec model: camelCase keys, unknown keys rejected,
+    numbers finite (``.inf`` and ``.nan`` are no one's intent)."""
 
     model_config = pydantic.ConfigDict(
         alias_generator=to_camel,
         populate_by_name=True,
         extra="forbid",
         frozen=True,
+        allow_inf_nan=False,
     )
 
 
@@ -91,8 +94,7 @@ def describe_pattern(pattern: str, help_text: str) -> str:
 
 
 def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return show_value(value, limit=80)
 
 
 def problems_from(
@@ -120,3 +122,20 @@ def problems_from(
             message = f"{msg} (got {_show(item.get('input'))})"
         problems.append(Problem(format_path(prefix, loc), message))
     return problems
+
+
+# The Pulumi Service's rule for a stack owner (user or organization), which the
+# CLI applies to the first part of ``<org>/<project>/<stack>``; the DIY
+# backends' literal "organization" passes it too.
+PULUMI_ORGANIZATION = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{1,38}[a-zA-Z0-9]$")
+PULUMI_ORGANIZATION_HELP = (
+    "a Pulumi organization name: 3 to 40 letters, digits, hyphens and underscores, "
+    "starting and ending with a letter or digit"
+)
+
+
+def pulumi_organization_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a Pulumi organization name (None if it can)."""
+    if PULUMI_ORGANIZATION.fullmatch(value):
+        return None
+    return f"must be {PULUMI_ORGANIZATION_HELP} (got {show_value(value, limit=80)})"
