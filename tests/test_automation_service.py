@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import socket
 import sqlite3
 import threading
 import time
@@ -15,7 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 import yaml
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -27,6 +25,7 @@ from gke_inference.automation.service import ServiceConfigError, create_app
 from gke_inference.automation.settings import AutomationSettings
 from gke_inference.automation.store import INTERRUPTED, Operation, SQLStore, new_id
 from gke_inference.automation.worker import Redactor
+from tests.support.http import served_in_thread
 from tests.support.offline import deploy_platforms
 from tests.support.postgres import PostgresUnavailable, shared_postgres
 
@@ -387,22 +386,8 @@ def test_policy_violation_fails_the_operation(client: TestClient) -> None:
 @pytest.fixture
 def live_server(runner: OfflineRunner, store: SQLStore) -> Iterator[str]:
     """The app on a real uvicorn server on 127.0.0.1 (its own thread)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    app = create_app(runner, store, token=TOKEN)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=20)
+    with served_in_thread(create_app(runner, store, token=TOKEN)) as url:
+        yield url
 
 
 def test_409_for_concurrent_mutations_over_http(live_server: str, gate: Gate) -> None:

@@ -33,6 +33,7 @@ from gke_inference.automation.settings import (
 )
 from gke_inference.automation.store import SQLStore
 from gke_inference.cli import main
+from tests.support.http import served_in_thread
 from tests.support.offline import deploy_platforms
 from tests.support.postgres import PostgresUnavailable, shared_postgres
 
@@ -312,20 +313,8 @@ def test_the_limit_is_enforced_while_reading_a_lying_content_length(
 @pytest.fixture
 def live_server(runner: OfflineRunner, store: SQLStore) -> Iterator[str]:
     """The app on a real uvicorn server on 127.0.0.1 (its own thread)."""
-    port = free_port()
-    app = create_app(runner, store, token=TOKEN)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=20)
+    with served_in_thread(create_app(runner, store, token=TOKEN)) as url:
+        yield url
 
 
 def free_port() -> int:
