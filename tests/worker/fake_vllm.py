@@ -1,8 +1,16 @@
 """FakeVLLM: a test double for an OpenAI-compatible vLLM server, on 127.0.0.1.
 
 Serves ``GET /health``, ``POST /v1/completions`` and ``POST /v1/chat/completions``
-from a thread (stdlib ``ThreadingHTTPServer``, one thread per request). Tests
-steer it through attributes:
+from a thread (stdlib ``ThreadingHTTPServer``, one thread per connection, HTTP/1.1
+keep-alive). Two settings keep the test double from setting the pace:
+
+* its listen backlog is 1024, not the ``socketserver`` default of 5, which a
+  client opening tens of connections at once overflows;
+* its sockets have ``TCP_NODELAY``: the stdlib handler writes a response's
+  headers and body separately, and with Nagle's algorithm the body waited for
+  the client's delayed ACK, about 40 ms per response on Linux.
+
+Tests steer it through attributes:
 
 * ``delay_s`` - every completion takes this long;
 * ``fail_next`` - the next N completions answer HTTP 500;
@@ -10,18 +18,30 @@ steer it through attributes:
 * ``reject_ids`` - completions for these ids answer 400 (a non-retryable error);
 * ``healthy`` - ``/health`` answers 200 when true, 503 otherwise.
 
-It records every completion's request id (``calls``) and the highest number of
-completions it was serving at the same time (``max_concurrent``).
+It records every completion's request id (``calls``), the highest number of
+completions it was serving at the same time (``max_concurrent``) and the number of
+TCP connections it accepted (``connections``); ``GET /stats`` returns the counts.
+
+``python tests/worker/fake_vllm.py --delay-ms 20`` runs it as its own process,
+beside the code under test as vLLM is (``bench/worker_throughput.py`` does: in
+the measured process its threads took 10-20 % off both the worker and the floor
+at MAX_CONCURRENCY 64); it prints its URL on stdout and serves until SIGTERM or
+SIGINT.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import signal
 import threading
 import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+#: Listen backlog: far above any MAX_CONCURRENCY the tests and the benchmark use.
+LISTEN_BACKLOG = 1024
 
 
 def model_env(url: str, **overrides: Any) -> dict[str, str]:
@@ -39,6 +59,19 @@ def model_env(url: str, **overrides: Any) -> dict[str, str]:
     return {**env, **{k: str(v) for k, v in overrides.items()}}
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = LISTEN_BACKLOG
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        self.connections = 0
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.connections += 1  # only the serve_forever thread accepts
+        super().process_request(request, client_address)
+
+
 class FakeVLLM:
     def __init__(self) -> None:
         self.delay_s = 0.0
@@ -50,14 +83,18 @@ class FakeVLLM:
         self.concurrent = 0
         self.max_concurrent = 0
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
+
+    @property
+    def connections(self) -> int:
+        """TCP connections accepted since the server started."""
+        return self._server.connections
 
     def start(self) -> FakeVLLM:
         self._thread.start()
@@ -81,6 +118,14 @@ class FakeVLLM:
     def call_counts(self) -> Counter[str]:
         with self._lock:
             return Counter(self.calls)
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            return {
+                "calls": len(self.calls),
+                "max_concurrent": self.max_concurrent,
+                "connections": self.connections,
+            }
 
     # --- request handling --------------------------------------------------
 
@@ -128,6 +173,7 @@ class FakeVLLM:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -143,6 +189,8 @@ class FakeVLLM:
             def do_GET(self) -> None:
                 if self.path == "/health":
                     self._send(200 if fake.healthy else 503, {})
+                elif self.path == "/stats":
+                    self._send(200, fake.stats())
                 else:
                     self._send(404, {"message": "not found"})
 
@@ -157,3 +205,21 @@ class FakeVLLM:
                 self._send(status, payload)
 
         return Handler
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Run the vLLM test double until SIGTERM/SIGINT.")
+    parser.add_argument("--delay-ms", type=float, default=0.0, help="latency of every completion")
+    args = parser.parse_args()
+    signals = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, signals)  # also blocked in the server's threads
+    fake = FakeVLLM()
+    fake.delay_s = args.delay_ms / 1000
+    fake.start()
+    print(fake.url, flush=True)
+    signal.sigwait(signals)
+    fake.stop()
+
+
+if __name__ == "__main__":
+    main()
