@@ -22,11 +22,10 @@ from gke_inference.automation.databases import open_store
 from gke_inference.automation.offline_runner import OfflineRunner
 from gke_inference.automation.runner import PlatformStack
 from gke_inference.automation.service import ServiceConfigError, create_app
-from gke_inference.automation.settings import AutomationSettings
 from gke_inference.automation.store import INTERRUPTED, Operation, SQLStore, new_id
 from gke_inference.automation.worker import Redactor
 from tests.support.http import served_in_thread
-from tests.support.offline import deploy_platforms
+from tests.support.offline import deploy_platforms, offline_settings
 from tests.support.postgres import PostgresUnavailable, shared_postgres
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,14 +59,6 @@ class Gate:
         assert self.open.wait(timeout=60), "gate never opened"
 
 
-def settings(tmp_path: Path) -> AutomationSettings:
-    return AutomationSettings(
-        project_dir=REPO,
-        backend_url=(tmp_path / "backend").as_uri(),
-        state_dir=tmp_path / "state",
-    )
-
-
 @pytest.fixture
 def gate() -> Gate:
     return Gate()
@@ -76,8 +67,10 @@ def gate() -> Gate:
 @pytest.fixture
 def runner(tmp_path: Path, gate: Gate) -> OfflineRunner:
     # Workload stacks read their platform through a StackReference: deploy both first.
-    deploy_platforms(settings(tmp_path), tmp_path / "offline.json", "dev", "prod")
-    return OfflineRunner(settings(tmp_path), state_file=tmp_path / "offline.json", delay=gate)
+    deploy_platforms(offline_settings(tmp_path), tmp_path / "offline.json", "dev", "prod")
+    return OfflineRunner(
+        offline_settings(tmp_path), state_file=tmp_path / "offline.json", delay=gate
+    )
 
 
 @pytest.fixture

@@ -29,12 +29,11 @@ from gke_inference.automation.settings import (
     DEFAULT_MAX_BODY_BYTES,
     MAX_BODY_ENV,
     MAX_JSON_DEPTH,
-    AutomationSettings,
 )
 from gke_inference.automation.store import SQLStore
 from gke_inference.cli import main
 from tests.support.http import served_in_thread
-from tests.support.offline import deploy_platforms
+from tests.support.offline import deploy_platforms, offline_settings
 from tests.support.postgres import PostgresUnavailable, shared_postgres
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,18 +48,10 @@ CREATE = "/v1/environments/dev/workloads"
 MiB = 1 << 20
 
 
-def settings(tmp_path: Path) -> AutomationSettings:
-    return AutomationSettings(
-        project_dir=REPO,
-        backend_url=(tmp_path / "backend").as_uri(),
-        state_dir=tmp_path / "state",
-    )
-
-
 @pytest.fixture
 def runner(tmp_path: Path) -> OfflineRunner:
-    deploy_platforms(settings(tmp_path), tmp_path / "offline.json", "dev")
-    return OfflineRunner(settings(tmp_path), state_file=tmp_path / "offline.json")
+    deploy_platforms(offline_settings(tmp_path), tmp_path / "offline.json", "dev")
+    return OfflineRunner(offline_settings(tmp_path), state_file=tmp_path / "offline.json")
 
 
 @pytest.fixture
