@@ -8,12 +8,12 @@ trimmed. The request body of the workload routes is the
 ``parse_spec`` rather than by FastAPI, so every spec error has the same
 problem-list shape (:class:`Problems`).
 
-A request body is read strictly (:func:`decode_json_body`, :func:`check_strict_types`):
-JSON nested deeper than ``max_depth`` levels is refused before it is parsed, a
-number must be finite (``NaN``, ``Infinity`` and ``1e999`` are refused with their
-path), and nothing is coerced (``true`` or ``"16"`` for an integer, ``"5"`` for a
-number, ``1`` for a boolean): each is a 422 with the path, the value and what is
-accepted.
+A request body is read strictly (:func:`decode_json_body`): JSON nested deeper
+than ``max_depth`` levels is refused before it is parsed, and a number must be
+finite (``NaN``, ``Infinity`` and ``1e999`` are refused with their path); the
+spec model itself coerces nothing (``true`` or ``"16"`` for an integer, ``"5"``
+for a number, ``1`` for a boolean). Each is a 422 with the path, the value and
+what is accepted.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from starlette.types import Message as ASGIMessage
 
 from gke_inference.automation.settings import MAX_BODY_ENV
 from gke_inference.core.contract import SECRET_MASK
-from gke_inference.core.errors import Problem, SpecError, UserInputError
-from gke_inference.core.validation import format_path, problems_from
+from gke_inference.core.errors import Problem, UserInputError
+from gke_inference.core.validation import format_path
 
 WORKLOAD_SPEC_REF = "#/components/schemas/WorkloadSpec"
 
@@ -231,27 +231,6 @@ def decode_json_body(raw: bytes, *, max_depth: int) -> Any:
     if problems:
         raise UserInputError("Invalid request", problems)
     return data
-
-
-def check_strict_types(data: Any, source: str = "request body") -> None:
-    """Refuse a spec document whose values would only pass by coercion.
-
-    The document is validated as JSON in pydantic's strict mode: an integer
-    field takes only an integer (not ``true``, ``16.0`` or ``"16"``), a number
-    an integer or a float (not ``"5"``), a boolean only ``true``/``false``. Every
-    problem is listed (SpecError, 422). A document that is not a mapping is left
-    to ``parse_spec``, which says so.
-    """
-    from gke_inference.workloads.spec import WorkloadSpec
-
-    if not isinstance(data, dict):
-        return
-    try:
-        WorkloadSpec.model_validate_json(json.dumps(data), strict=True)
-    except pydantic.ValidationError as exc:
-        raise SpecError(
-            f"Invalid workload spec {source}", problems_from(exc, WorkloadSpec)
-        ) from None
 
 
 # --------------------------------------------------------------------------- body limit, access log

@@ -53,7 +53,6 @@ from gke_inference.automation.api_models import (
     Problems,
     WorkloadDetailResponse,
     WorkloadResponse,
-    check_strict_types,
     decode_json_body,
 )
 from gke_inference.automation.databases import HEARTBEAT_SECONDS, STORE_ERRORS
@@ -134,9 +133,9 @@ async def _json_body(request: Request, *, required: bool) -> Any:
 
 
 def _strict_document(raw: bytes) -> Any:
-    """Decoded strictly (depth, finite numbers), then typed strictly (no coercion)."""
+    """Decoded strictly (depth, finite numbers); the spec model types it strictly (no
+    coercion: workloads.spec)."""
     data = decode_json_body(raw, max_depth=MAX_JSON_DEPTH)
-    check_strict_types(data)
     return data
 
 
