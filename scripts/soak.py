@@ -53,9 +53,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from gke_inference.automation.offline_runner import OfflineRunner  # noqa: E402
-from gke_inference.automation.runner import PlatformStack  # noqa: E402
 from gke_inference.automation.settings import AutomationSettings  # noqa: E402
+from tests.support.offline import deploy_platforms  # noqa: E402
 from tests.support.postgres import PostgresServer, start_postgres  # noqa: E402
 
 SPEC = yaml.safe_load((REPO / "workloads" / "examples" / "gemma-3-1b-l4.yaml").read_text())
@@ -323,7 +322,7 @@ def environment(tmp: Path) -> Iterator[tuple[dict[str, str], Path, list[str]]]:
     }
     settings = AutomationSettings.from_env(REPO, env)
     state_file = settings.state_dir / "offline-state.json"
-    OfflineRunner(settings, state_file=state_file).run("up", PlatformStack("dev"))
+    deploy_platforms(settings, state_file, "dev")
     yield env, state_file, [token, passphrase]
 
 

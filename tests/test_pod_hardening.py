@@ -25,7 +25,7 @@ from gke_inference.offline.recording import Plan
 from gke_inference.policy.pod_security import MIN_UID, project_problems, restricted_problems
 from tests.conftest import platform_plan
 from tests.support.examples import EXAMPLE_STACKS, EXAMPLES, REPO
-from tests.support.netpol import _templates
+from tests.support.netpol import pod_templates
 
 L4_MACHINES = (
     'inference.accelerators=["g2-standard-8","g2-standard-24","g2-standard-48",'
@@ -69,7 +69,7 @@ def rendered_pods(plans: Mapping[str, Plan]) -> Iterator[tuple[str, dict[str, An
     """(where, the object, pod template) for every pod template of every plan."""
     for name, plan in plans.items():
         for obj in kubernetes_objects(plan):
-            for role, template, _ in _templates(obj):
+            for role, template, _ in pod_templates(obj):
                 where = f"{name}: {obj['kind']} {obj['metadata']['name']} {role}".strip()
                 yield where, obj, template
 

@@ -160,7 +160,9 @@ class Cluster:
         return out
 
 
-def _templates(obj: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any], dict[str, str]]]:
+def pod_templates(
+    obj: Mapping[str, Any],
+) -> Iterator[tuple[str, Mapping[str, Any], dict[str, str]]]:
     """(role, pod template, labels the controller adds) of a workload object."""
     kind, spec = obj["kind"], obj.get("spec") or {}
     if kind in ("Deployment", "Job", "StatefulSet", "DaemonSet", "ReplicaSet"):
@@ -182,7 +184,7 @@ def rendered_pods(objects: Iterable[Mapping[str, Any]], pod_cidr: str) -> list[E
     next(hosts)
     pods = []
     for obj in objects:
-        for role, template, added in _templates(obj):
+        for role, template, added in pod_templates(obj):
             containers = [
                 *(template["spec"].get("initContainers") or []),
                 *template["spec"]["containers"],
