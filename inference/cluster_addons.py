@@ -107,7 +107,13 @@ class ClusterAddons(pulumi.ComponentResource):
                     "matchExpressions": [{"key": MODEL_SERVER_LABEL, "operator": "Exists"}]
                 },
                 "endpoints": [{"port": "metrics", "path": "/metrics", "interval": "15s"}],
-                "targetLabels": {"metadata": ["pod", "container", "node"]},
+                # workload: the pod's app.kubernetes.io/name, which the latency recording
+                # rules select on (workloads.latency), so workloads sharing the
+                # namespace never scale on each other's pods.
+                "targetLabels": {
+                    "metadata": ["pod", "container", "node"],
+                    "fromPod": [{"from": "app.kubernetes.io/name", "to": "workload"}],
+                },
             },
             opts=child_options(self, opts, depends_on=[self.workload_namespace]),
         )

@@ -10,6 +10,7 @@ container; HPA metric names must be ones the Deployment's vLLM version exports.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,6 @@ from pulumi_policy import PolicyResource, ReportViolation, StackValidationArgs
 
 from gke_inference.core.admission import admitted
 from gke_inference.core.images import has_digest
-from gke_inference.policy import vllm_metrics
 from gke_inference.policy.base import Rules
 from gke_inference.policy.config import is_prod, param
 from gke_inference.policy.props import get, items, number, obj, short_type
@@ -31,6 +31,7 @@ from gke_inference.policy.rules_kubernetes import (
     pod_specs,
     requests_accelerator,
 )
+from gke_inference.workloads import vllm_metrics
 
 HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
 PDB = "kubernetes:policy/v1:PodDisruptionBudget"
@@ -320,6 +321,83 @@ def _hpa_metrics(args: StackValidationArgs, report: ReportViolation) -> None:
                         "Change the metric name or the vLLM version, or the HPA never scales.",
                         hpa.urn,
                     )
+
+
+RULES_KINDS = (
+    "kubernetes:monitoring.googleapis.com/v1:Rules",
+    "kubernetes:monitoring.googleapis.com/v1:ClusterRules",
+)
+_VLLM_NAME = re.compile(r"vllm:[A-Za-z0-9_:]+")
+_HISTOGRAM_SERIES = ("_bucket", "_count", "_sum")
+
+
+def recorded_by(args: StackValidationArgs, record: str, namespace: str | None) -> list[str]:
+    """The expressions of the recording rules in the stack that write ``record``, in
+    ``namespace`` (Rules) or cluster-wide (ClusterRules)."""
+    found = []
+    for resource in args.resources:
+        if resource.resource_type not in RULES_KINDS:
+            continue
+        if resource.resource_type.endswith(":Rules") and not _same_namespace(
+            _meta(resource)[1], namespace
+        ):
+            continue
+        for group in items(get(resource.props, "spec", "groups")):
+            for rule in items(get(group, "rules")):
+                if get(rule, "record") == record and isinstance(get(rule, "expr"), str):
+                    found.append(str(get(rule, "expr")))
+    return found
+
+
+def vllm_names_in(expr: str) -> list[str]:
+    """The vLLM metrics an expression reads (a histogram by its base name)."""
+    names = []
+    for name in _VLLM_NAME.findall(expr):
+        for suffix in _HISTOGRAM_SERIES:
+            base = name.removesuffix(suffix)
+            if base != name and base in vllm_metrics.METRICS:
+                name = base
+                break
+        names.append(name)
+    return list(dict.fromkeys(names))
+
+
+@RULES.stack("k8s-hpa-recorded-metric-has-rule")
+def _hpa_recorded_metrics(args: StackValidationArgs, report: ReportViolation) -> None:
+    """An HPA on a recorded Managed Prometheus metric (a name with a colon that vLLM does
+    not export) has the recording rule that writes it, on vLLM metrics its target exports."""
+    workloads = deployments(args)
+    for hpa in (r for r in args.resources if r.resource_type == HPA):
+        _, namespace = _meta(hpa)
+        target = next((w for w in workloads if hpa in _hpas_for(args, w)), None)
+        versions = dict.fromkeys(vllm_versions(target)) if target is not None else {}
+        for name in hpa_metric_names(hpa):
+            parts = name.split("|")
+            if len(parts) != 3 or parts[0] != "prometheus.googleapis.com":
+                continue
+            record = parts[1]
+            if ":" not in record or vllm_metrics.parse_metric_name(name) is not None:
+                continue
+            expressions = recorded_by(args, record, namespace)
+            if not expressions:
+                report(
+                    f"HPA {hpa.name} scales on {record}, but no Rules object in its namespace "
+                    "(or ClusterRules) records it, so the metric never exists and the HPA "
+                    f"never scales. Add a monitoring.googleapis.com/v1 Rules with record: {record}.",
+                    hpa.urn,
+                )
+                continue
+            for expr in expressions:
+                for metric in vllm_names_in(expr):
+                    for image, version in versions:
+                        why = vllm_metrics.problem(metric, version)
+                        if why:
+                            report(
+                                f"HPA {hpa.name} scales on {record}, recorded from {metric}, "
+                                f"but {why} (image {image}). The rule records nothing and "
+                                "the HPA never scales.",
+                                hpa.urn,
+                            )
 
 
 POLICIES = RULES.policies

@@ -139,6 +139,26 @@ def pod_monitoring(**endpoint: Any) -> list[tuple[str, str]]:
     return problems("monitoring.googleapis.com/v1", "PodMonitoring", spec)
 
 
+def recording_rules(**rule: Any) -> list[tuple[str, str]]:
+    spec = {"groups": [{"name": "g", "rules": [{"expr": "vector(1)", **rule}]}]}
+    return problems("monitoring.googleapis.com/v1", "Rules", spec)
+
+
+def test_a_rule_records_or_alerts_exactly_once() -> None:
+    assert recording_rules(record="pod:x:p90") == []
+    once = "Must set exactly one of Record or Alert"
+    assert recording_rules() == [("spec.groups[0].rules[0]", once)]
+    assert recording_rules(record="pod:x", alert="X") == [("spec.groups[0].rules[0]", once)]
+    assert recording_rules(record="pod:x", annotations={"a": "b"}) == [
+        ("spec.groups[0].rules[0]", "Annotations are only allowed for alerting rules")
+    ]
+
+
+def test_a_rule_may_not_set_the_labels_the_operator_scopes_it_with() -> None:
+    (problem,) = recording_rules(record="pod:x", labels={"namespace": "other"})
+    assert problem[0].startswith("spec.groups[0].rules[0].labels")
+
+
 def test_a_scrape_timeout_may_not_exceed_its_interval_as_durations() -> None:
     # "1m" sorts before "30s" as a string; as durations it is longer.
     assert pod_monitoring(timeout="1m") == [
@@ -606,6 +626,7 @@ def test_every_rule_in_every_schema_file_compiles_with_cel_python() -> None:
     assert counts["gateway.networking.k8s.io_v1_HTTPRoute.json"] == 45
     assert counts["networking.gke.io_v1_HealthCheckPolicy.json"] == 17
     assert counts["monitoring.googleapis.com_v1_PodMonitoring.json"] == 9
+    assert counts["monitoring.googleapis.com_v1_Rules.json"] == 2
     assert counts["leaderworkerset.x-k8s.io_v1_LeaderWorkerSet.json"] == 0
 
 

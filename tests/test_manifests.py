@@ -269,6 +269,20 @@ def custom_resources(opts: pulumi.ResourceOptions) -> None:
             },
         ),
         custom(
+            "chat-latency",
+            "monitoring.googleapis.com/v1",
+            "Rules",
+            {
+                "groups": [
+                    {
+                        "name": "chat-latency",
+                        "interval": "30s",
+                        "rules": [{"record": "pod:vllm_x:p90_120s", "expr": "vector(1)"}],
+                    }
+                ]
+            },
+        ),
+        custom(
             "inference",
             "gateway.networking.k8s.io/v1",
             "Gateway",

@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from gke_inference.inference import observability as obs
-from gke_inference.policy import vllm_metrics
+from gke_inference.workloads import vllm_metrics
 from gke_inference.workloads.vllm_server import VLLM_IMAGES
 
 # Fields the NVIDIA DCGM exporter publishes (dcgm-exporter default counters).

@@ -16,8 +16,8 @@ import pytest
 
 from gke_inference.offline.policy_check import PolicyReport, check_resources
 from gke_inference.offline.recording import Plan, run_offline
-from gke_inference.policy import vllm_metrics
 from gke_inference.policy.pack import policy_named
+from gke_inference.workloads import vllm_metrics
 
 VLLM_IMAGE = "us-central1-docker.pkg.dev/acme-inference-prod/docker-hub/vllm/vllm-openai:v0.11.2"
 NAMESPACE = "inference"

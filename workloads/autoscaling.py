@@ -19,8 +19,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
 
+from gke_inference.workloads import latency
 from gke_inference.workloads.kinds import PRODUCTION_ENVIRONMENT
-from gke_inference.workloads.spec import VLLM_HPA_METRICS, WorkloadSpec
+from gke_inference.workloads.spec import LATENCY_HPA_METRICS, WorkloadSpec
 
 
 @dataclass(frozen=True)
@@ -87,8 +88,8 @@ def vllm_hpa_spec(
     already latency), down slowly (a new replica costs minutes of model loading). A
     LeaderWorkerSet (``scaled``) scales whole groups; its selector is the leaders."""
     scaling = spec.scaling
-    metric, default_target = VLLM_HPA_METRICS[scaling.metric]
-    target = scaling.target if scaling.target is not None else default_target
+    metric = latency.hpa_metric_for(spec)
+    target = latency.scaling_target(spec)
     return hpa_spec(
         deployment,
         scaling.min_replicas,
@@ -144,4 +145,23 @@ def autoscale(
             unhealthy_pod_eviction_policy="AlwaysAllow",
         ),
         opts=pdb_opts,
+    )
+
+
+def recording_rule(
+    name: str, metadata: ObjectMetaArgs, spec: WorkloadSpec, opts: pulumi.ResourceOptions
+) -> k8s.apiextensions.CustomResource | None:
+    """``<name>-latency``: the Rules object an HPA on latency reads (None for other metrics)."""
+    scaling = spec.scaling
+    if scaling.metric not in LATENCY_HPA_METRICS:
+        return None
+    return k8s.apiextensions.CustomResource(
+        f"{name}-latency",
+        api_version="monitoring.googleapis.com/v1",
+        kind="Rules",
+        metadata=ObjectMetaArgs(
+            name=f"{spec.name}-latency", namespace=metadata.namespace, labels=metadata.labels
+        ),
+        spec=latency.rules_spec(scaling.metric, scaling.latency_window, spec.name),
+        opts=opts,
     )

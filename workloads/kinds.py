@@ -154,10 +154,13 @@ PRODUCTION_MIN_REPLICAS = 2
 
 def scaling_problems(spec: WorkloadSpec, sizing: Sizing) -> list[Problem]:
     """HPA targets that the server's own limits make unreachable (they never scale up)."""
-    from gke_inference.workloads.spec import VLLM_HPA_METRICS
+    from gke_inference.workloads.latency import scaling_target
+    from gke_inference.workloads.spec import LATENCY_HPA_METRICS
 
     scaling = spec.scaling
-    target = scaling.target if scaling.target is not None else VLLM_HPA_METRICS[scaling.metric][1]
+    target = scaling_target(spec)
+    if scaling.metric in LATENCY_HPA_METRICS:
+        return latency_problems(spec, target)
     if scaling.metric == "running-requests" and target > sizing.max_num_seqs:
         return [
             Problem(
@@ -176,6 +179,26 @@ def scaling_problems(spec: WorkloadSpec, sizing: Sizing) -> list[Problem]:
             )
         ]
     return []
+
+
+def latency_problems(spec: WorkloadSpec, target: float) -> list[Problem]:
+    """A latency target the recorded quantile can reach, on a histogram the server's
+    vLLM version exports (a custom image of unknown version is its owner's business)."""
+    from gke_inference.workloads import latency, vllm_metrics
+    from gke_inference.workloads.vllm_server import VLLM_IMAGES
+
+    metric = spec.scaling.metric
+    problems = []
+    why = latency.target_problem(metric, target)
+    if why:
+        problems.append(Problem("scaling.target", why))
+    image = spec.server.image or VLLM_IMAGES[spec.server.type]
+    version = vllm_metrics.version_of_image(image)
+    histogram = latency.LATENCY_METRICS[metric].histogram
+    gone = vllm_metrics.problem(histogram, version) if version is not None else None
+    if gone:
+        problems.append(Problem("scaling.metric", f"{metric!r} reads {gone} (image {image})"))
+    return problems
 
 
 def capacity_problems(spec: WorkloadSpec) -> list[Problem]:

@@ -10,7 +10,12 @@ import pulumi_kubernetes as k8s
 from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
 
 from gke_inference.core.components import child_options
-from gke_inference.workloads.autoscaling import autoscale, serving_min_available, vllm_hpa_spec
+from gke_inference.workloads.autoscaling import (
+    autoscale,
+    recording_rule,
+    serving_min_available,
+    vllm_hpa_spec,
+)
 from gke_inference.workloads.multihost import (
     LWS_API_VERSION,
     LWS_KIND,
@@ -73,12 +78,15 @@ class OnlineInference(pulumi.ComponentResource):
             serving, target = selector, ("apps/v1", "Deployment")
         self.service_name = workload
         cluster_service(name, metadata, serving, SERVER_PORT, "metrics", k8s_opts)
+        recorded = recording_rule(name, metadata, spec, k8s_opts)
         autoscale(
             name,
             metadata,
             selector,
             vllm_hpa_spec(workload, spec, scaled=target),
-            hpa_opts=child_options(self, opts, depends_on=[replicas]),
+            hpa_opts=child_options(
+                self, opts, depends_on=[replicas] + ([recorded] if recorded else [])
+            ),
             pdb_opts=k8s_opts,
             # a group goes down as a whole: one pod of the set at a time (module doc
             # of workloads.multihost)

@@ -218,22 +218,53 @@ VLLM_HPA_METRICS: dict[str, tuple[str, float]] = {
     "requests-per-second": ("prometheus.googleapis.com|vllm:request_success_total|counter", 5),
     "running-requests": ("prometheus.googleapis.com|vllm:num_requests_running|gauge", 32),
 }
+# Latency metrics are not series vLLM exports but per-pod quantiles of its
+# histograms, recorded by a Managed Prometheus rule (workloads.latency).
+LATENCY_HPA_METRICS = ("time-to-first-token", "inter-token-latency")
+ScalingMetric = Literal[
+    "queue-depth",
+    "kv-cache",
+    "requests-per-second",
+    "running-requests",
+    "time-to-first-token",
+    "inter-token-latency",
+]
+
+
+class LatencySettings(SpecModel):
+    """The quantile of a latency histogram the HPA follows, per pod, over a window."""
+
+    # p50..p99: a 2-minute window at 2 requests/s holds 240 samples per pod; a p99.9
+    # would rest on the slowest fraction of one of them.
+    quantile: float = Field(default=0.9, ge=0.5, le=0.99)
+    # rate() needs at least 4 scrapes in its window (Managed Prometheus scrapes the
+    # model servers every 15 s); past 10 minutes the HPA reacts to the past.
+    window_seconds: int = Field(default=120, ge=60, le=600)
 
 
 class ScalingSettings(SpecModel):
     min_replicas: int = Field(default=1, ge=1, le=100)
     max_replicas: int = Field(default=3, ge=1, le=100)
-    metric: Literal["queue-depth", "kv-cache", "requests-per-second", "running-requests"] = (
-        "queue-depth"
-    )
+    metric: ScalingMetric = "queue-depth"
     target: float | None = Field(default=None, gt=0)
+    latency: LatencySettings | None = None
     scale_down_stabilization_seconds: int = Field(default=300, ge=0, le=3600)
 
     @pydantic.model_validator(mode="after")
     def _bounds(self) -> ScalingSettings:
         if self.max_replicas < self.min_replicas:
             raise ValueError("maxReplicas must be >= minReplicas")
+        if self.latency is not None and self.metric not in LATENCY_HPA_METRICS:
+            raise ValueError(
+                f"latency is for metric {' or '.join(LATENCY_HPA_METRICS)}, not "
+                f"{self.metric!r}: remove it or change the metric"
+            )
         return self
+
+    @property
+    def latency_window(self) -> LatencySettings:
+        """The latency quantile and window (the defaults when the spec gives none)."""
+        return self.latency if self.latency is not None else LatencySettings()
 
 
 class RoutingSettings(SpecModel):

@@ -3,8 +3,9 @@
 HPAs on Google Cloud Managed Service for Prometheus name metrics as
 ``prometheus.googleapis.com|<metric>|<kind>``; a name the server does not
 export gives an HPA that never scales, which is only noticed under load. This
-table lets the pack check the names against the vLLM image tag of the target
-Deployment.
+table lets the policy pack check the names against the vLLM image tag of the
+target Deployment, and the workloads check the histograms a latency recording
+rule reads (workloads.latency) before anything is planned.
 
 Sources (checked in vllm-project/vllm):
 - ``vllm/v1/metrics/loggers.py``: ``vllm:gpu_cache_usage_perc`` "Deprecated in
