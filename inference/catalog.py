@@ -40,6 +40,9 @@ class Accelerator:
     shapes: tuple[MachineShape, ...]
     fp8: bool  # native FP8 tensor cores / MXU support
     default_max_devices: int  # default NAP ceiling for this accelerator
+    # CUDA compute capability (NVIDIA's "CUDA GPUs" table); None on TPUs. vLLM picks
+    # its attention kernels by it (workloads.attention).
+    compute_capability: tuple[int, int] | None = None
 
     @property
     def memory_gib(self) -> float:
@@ -76,6 +79,7 @@ CATALOG: tuple[Accelerator, ...] = (
         ),
         fp8=True,
         default_max_devices=64,
+        compute_capability=(8, 9),
     ),
     Accelerator(
         key="a100-40gb",
@@ -90,6 +94,7 @@ CATALOG: tuple[Accelerator, ...] = (
         + _shapes("a2-megagpu", {"16g": 16}),
         fp8=False,
         default_max_devices=32,
+        compute_capability=(8, 0),
     ),
     Accelerator(
         key="a100-80gb",
@@ -103,6 +108,7 @@ CATALOG: tuple[Accelerator, ...] = (
         shapes=_shapes("a2-ultragpu", {"1g": 1, "2g": 2, "4g": 4, "8g": 8}),
         fp8=False,
         default_max_devices=32,
+        compute_capability=(8, 0),
     ),
     Accelerator(
         key="h100-80gb",
@@ -116,6 +122,7 @@ CATALOG: tuple[Accelerator, ...] = (
         shapes=_shapes("a3-highgpu", {"1g": 1, "2g": 2, "4g": 4, "8g": 8}),
         fp8=True,
         default_max_devices=32,
+        compute_capability=(9, 0),
     ),
     Accelerator(
         key="h100-mega-80gb",
@@ -129,6 +136,7 @@ CATALOG: tuple[Accelerator, ...] = (
         shapes=_shapes("a3-megagpu", {"8g": 8}),
         fp8=True,
         default_max_devices=32,
+        compute_capability=(9, 0),
     ),
     Accelerator(
         key="h200-141gb",
@@ -142,6 +150,7 @@ CATALOG: tuple[Accelerator, ...] = (
         shapes=_shapes("a3-ultragpu", {"8g": 8}),
         fp8=True,
         default_max_devices=32,
+        compute_capability=(9, 0),
     ),
     Accelerator(
         key="rtx-pro-6000",
@@ -155,6 +164,7 @@ CATALOG: tuple[Accelerator, ...] = (
         shapes=_shapes("g4-standard", {"48": 1, "96": 2, "192": 4, "384": 8}),
         fp8=True,
         default_max_devices=32,
+        compute_capability=(12, 0),
     ),
     Accelerator(
         key="tpu-v5e",

@@ -605,6 +605,154 @@ def environment_variables(resolver: Resolver) -> list[str]:
     raise SystemExit("environment_variables not found in vllm/envs.py")
 
 
+REGISTRY = "vllm.attention.backends.registry"
+CUDA_PLATFORM = "vllm.platforms.cuda"
+ABSTRACT_BACKEND = "vllm.attention.backends.abstract"
+
+
+def _class_var(cls: ast.ClassDef, name: str) -> ast.expr | None:
+    for stmt in cls.body:
+        if isinstance(stmt, ast.AnnAssign | ast.Assign):
+            targets = [stmt.target] if isinstance(stmt, ast.AnnAssign) else stmt.targets
+            if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+                return stmt.value
+    return None
+
+
+def _method(cls: ast.ClassDef, name: str) -> ast.FunctionDef | None:
+    return next((s for s in cls.body if isinstance(s, ast.FunctionDef) and s.name == name), None)
+
+
+def _only_return(fn: ast.FunctionDef) -> ast.expr:
+    body = [
+        s for s in fn.body if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))
+    ]
+    if len(body) != 1 or not isinstance(body[0], ast.Return) or body[0].value is None:
+        raise SystemExit(f"{fn.name}: expected a single return, got {ast.unparse(fn)}")
+    return body[0].value
+
+
+def _capability(node: ast.expr) -> list[int]:
+    """``DeviceCapability(8, 0)`` -> [8, 0]."""
+    if isinstance(node, ast.Call) and _dotted(node.func) == "DeviceCapability":
+        return [int(ast.literal_eval(a)) for a in node.args]
+    raise SystemExit(f"unsupported capability bound: {ast.unparse(node)}")
+
+
+def _capability_bounds(fn: ast.FunctionDef | None) -> dict[str, list[int]]:
+    """``capability >= DeviceCapability(7, 5) and capability <= DeviceCapability(12, 1)``
+    -> {"min": [7, 5], "max": [12, 1]}; ``return True`` (or no override) -> {}."""
+    if fn is None:
+        return {}
+    expr = _only_return(fn)
+    if isinstance(expr, ast.Constant) and expr.value is True:
+        return {}
+    parts = expr.values if isinstance(expr, ast.BoolOp) and isinstance(expr.op, ast.And) else [expr]
+    bounds: dict[str, list[int]] = {}
+    for part in parts:
+        if not (isinstance(part, ast.Compare) and len(part.ops) == 1):
+            raise SystemExit(f"unsupported capability check: {ast.unparse(expr)}")
+        op, bound = part.ops[0], _capability(part.comparators[0])
+        if isinstance(op, ast.GtE):
+            bounds["min"] = bound
+        elif isinstance(op, ast.LtE):
+            bounds["max"] = bound
+        else:
+            raise SystemExit(f"unsupported capability comparison: {ast.unparse(part)}")
+    return bounds
+
+
+def _backend_facts(cls: ast.ClassDef, base: ast.ClassDef) -> dict[str, Any]:
+    """What ``validate_configuration`` checks for a non-MLA, non-sparse decoder layer,
+    from the class's literals (inherited from AttentionBackend where not overridden)."""
+
+    def literal(name: str) -> Any:
+        node = _class_var(cls, name) or _class_var(base, name)
+        assert node is not None, name
+        if name == "supported_dtypes":
+            return [ast.unparse(e).removeprefix("torch.") for e in node.elts]  # type: ignore[attr-defined]
+        return ast.literal_eval(node)
+
+    facts: dict[str, Any] = {
+        "dtypes": literal("supported_dtypes"),
+        "kvCacheDtypes": literal("supported_kv_cache_dtypes"),
+        "capability": _capability_bounds(_method(cls, "supports_compute_capability")),
+    }
+    sizes = _method(cls, "get_supported_head_sizes")
+    facts["headSizes"] = ast.literal_eval(_only_return(sizes)) if sizes else []
+    size_check = _method(cls, "supports_head_size")
+    if size_check is not None:  # ``head_size >= 32``
+        expr = _only_return(size_check)
+        if not (
+            isinstance(expr, ast.Compare)
+            and isinstance(expr.ops[0], ast.GtE)
+            and isinstance(expr.comparators[0], ast.Constant)
+        ):
+            raise SystemExit(f"unsupported head size check: {ast.unparse(expr)}")
+        facts["headSizeMin"] = expr.comparators[0].value
+    kv_check = _method(cls, "supports_kv_cache_dtype")
+    if kv_check is not None:
+        # FlashAttention: fp8 only where the function it calls says so; the rest a list.
+        fp8_if = [
+            _dotted(n.body[0].value.func)  # type: ignore[attr-defined]
+            for n in ast.walk(kv_check)
+            if isinstance(n, ast.If)
+            and "startswith" in ast.unparse(n.test)
+            and isinstance(n.body[0], ast.Return)
+            and isinstance(n.body[0].value, ast.Call)
+        ]
+        listed = [
+            ast.literal_eval(n.comparators[0])
+            for n in ast.walk(kv_check)
+            if isinstance(n, ast.Compare) and isinstance(n.ops[0], ast.In)
+        ]
+        if len(fp8_if) != 1 or len(listed) != 1:
+            raise SystemExit(f"unsupported kv cache check: {ast.unparse(kv_check)}")
+        facts["kvCacheDtypes"] = listed[0]
+        facts["fp8KvCacheIf"] = fp8_if[0]
+    return facts
+
+
+def attention_backends(resolver: Resolver) -> dict[str, Any]:
+    """The names ``VLLM_ATTENTION_BACKEND`` accepts (``AttentionBackendEnum``), the
+    order vLLM tries them on CUDA for a non-MLA model (``_get_backend_priorities``),
+    and each candidate's limits."""
+    registry = resolver.module(REGISTRY)
+    cuda = resolver.module(CUDA_PLATFORM)
+    abstract = resolver.module(ABSTRACT_BACKEND)
+    assert registry is not None and cuda is not None and abstract is not None
+    enum = registry.classes["AttentionBackendEnum"]
+    paths: dict[str, str] = {}
+    for stmt in enum.body:
+        if isinstance(stmt, ast.Assign) and isinstance(stmt.targets[0], ast.Name):
+            value = ast.literal_eval(stmt.value)
+            paths[stmt.targets[0].id] = value if isinstance(value, str) else ""
+    priorities = _function(cuda.tree, "", "_get_backend_priorities")
+    (mla_switch,) = [s for s in priorities.body if isinstance(s, ast.If)]
+    assert ast.unparse(mla_switch.test) == "use_mla", ast.unparse(mla_switch.test)
+    (by_major,) = mla_switch.orelse
+    assert isinstance(by_major, ast.If)
+    test = ast.unparse(by_major.test)
+    match = re.fullmatch(r"device_capability\.major == (\d+)", test)
+    if match is None:
+        raise SystemExit(f"unsupported priority switch: {test}")
+
+    def names(stmts: list[ast.stmt]) -> list[str]:
+        (ret,) = stmts
+        assert isinstance(ret, ast.Return) and isinstance(ret.value, ast.List)
+        return [e.attr for e in ret.value.elts if isinstance(e, ast.Attribute)]
+
+    order = {match.group(1): names(by_major.body), "other": names(by_major.orelse)}
+    base = abstract.classes["AttentionBackend"]
+    backends: dict[str, Any] = {}
+    for name in dict.fromkeys(n for ranked in order.values() for n in ranked):
+        module_name, cls_name = paths[name].rsplit(".", 1)
+        module = resolver.module(module_name)
+        assert module is not None, module_name
+        backends[name] = _backend_facts(module.classes[cls_name], base)
+    return {"accepted": list(paths), "cudaPriority": order, "backends": backends}
+
+
 def build_table(location: Path) -> dict[str, Any]:
     source = Source(location)
     resolver = Resolver(source)
@@ -645,6 +793,7 @@ def build_table(location: Path) -> dict[str, Any]:
         ],
         "flags": dict(sorted(flags.items())),
         "environment": environment_variables(resolver),
+        "attentionBackends": attention_backends(resolver),
     }
     table["sources"] = [{"path": p, "sha256": h} for p, h in sorted(source.read.items())]
     if source.zip is not None:

@@ -37,6 +37,7 @@ from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 from gke_inference.core.images import PINNED_IMAGES, UPSTREAM_HOSTS, image_tag, with_digest
 from gke_inference.inference.cluster_addons import MODEL_SERVER_LABEL
 from gke_inference.inference.compute_classes import COMPUTE_CLASS_LABEL
+from gke_inference.workloads import attention
 from gke_inference.workloads.lifecycle import (
     DRAIN_PROPAGATION_SECONDS,
     RUN_AS,
@@ -225,6 +226,8 @@ def server_env(sizing: Sizing) -> list[EnvVarArgs]:
         )
     else:
         env.append(EnvVarArgs(name="VLLM_XLA_CACHE_PATH", value=XLA_CACHE_MOUNT))
+    if sizing.attention.pinned:
+        env.append(EnvVarArgs(name=attention.ENV, value=sizing.attention.backend))
     return env
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from gke_inference.core.errors import Problem, SpecError
 from gke_inference.inference import catalog
 from gke_inference.inference.compute_classes import COST_OPTIMIZED_SUFFIX
+from gke_inference.workloads import attention
 from gke_inference.workloads.fit import (
     BYTES_PER_PARAMETER,
     GIB,
@@ -109,6 +110,9 @@ class Sizing:
     compute_class: str
     model_path: str  # what the server is given: the mount root (MODEL_MOUNT)
     served_model_name: str
+    # the attention backend vLLM will use (workloads.attention); pinned: set through
+    # VLLM_ATTENTION_BACKEND, else vLLM's own choice, predicted
+    attention: attention.Choice
     model_bucket: str | None = None  # the gs:// id's bucket; None: the platform's model bucket
     model_dir: str = ""  # the weights' folder in that bucket (the FUSE only-dir)
     model_key: str = ""  # a path-safe name of the model, for cache prefixes
@@ -219,6 +223,7 @@ class Sizing:
             ("--quantization", self.quantization or "none"),
             ("--kv-cache-dtype", self.kv_cache_dtype),
             ("--block-size", str(self.block_size) if self.block_size else "server default"),
+            ("attention backend", self.attention.describe(acc)),
         ]
         width = max(len(k) for k, _ in rows)
         lines = [f"{k.ljust(width)}  {v}" for k, v in rows]
@@ -366,8 +371,12 @@ def size(spec: WorkloadSpec, devices: int | None = None) -> Sizing:
         raise SpecError(f"Cannot size workload {spec.name!r}", [Problem("model", "is required")])
     tp = devices if devices is not None else spec.tensor_parallel
     problems = _input_problems(spec, arch, tp)
+    backend = attention.for_spec(spec, arch.head_dim)
+    if isinstance(backend, Problem):
+        problems.append(backend)
     if problems:
         raise SpecError(f"Cannot size workload {spec.name!r}", problems)
+    assert isinstance(backend, attention.Choice)
     need = Need(arch, spec.precision, spec.kv_cache_dtype, spec.context_length, spec.concurrency)
     layout = fit_layout(acc, need, tp)
     if layout is None:
@@ -413,7 +422,8 @@ def size(spec: WorkloadSpec, devices: int | None = None) -> Sizing:
         model_dir=model.bucket_path.strip("/"),
         model_key=model_key(model.bucket_path, model.bucket),
         extra_args=list(spec.server.extra_args),
-        reasons=tuple(_reasons(spec, need, layout, max_num_seqs)),
+        reasons=tuple((*_reasons(spec, need, layout, max_num_seqs), *backend.reasons())),
+        attention=backend,
     )
 
 

@@ -19,6 +19,7 @@ from gke_inference.core import safe_yaml
 from gke_inference.core.errors import Problem, SpecError, show_value
 from gke_inference.core.validation import StrictModel, describe_pattern, problems_from
 from gke_inference.inference import catalog
+from gke_inference.workloads.attention import AttentionBackendName
 from gke_inference.workloads.kinds import KINDS
 from gke_inference.workloads.vllm_server import (
     flag_problems,
@@ -183,6 +184,9 @@ class ServerSettings(SpecModel):
     type: Literal["vllm-gpu", "vllm-tpu"] = "vllm-gpu"
     image: str | None = Field(default=None, pattern=_IMAGE)
     extra_args: list[str] = Field(default_factory=list, max_length=32)
+    # Pin vLLM's attention backend (VLLM_ATTENTION_BACKEND); default: vLLM's own choice,
+    # which `size` predicts (workloads.attention).
+    attention_backend: AttentionBackendName | None = None
 
     @pydantic.field_validator("extra_args")
     @classmethod
