@@ -216,7 +216,7 @@ def _size(args: argparse.Namespace) -> int:
             "weightsGiB": round(sizing.weights_gib, 2) if sizing else None,
             "kvCacheGiB": round(sizing.kv_cache_gib, 2) if sizing else None,
             "usableGiB": round(sizing.usable_gib, 2) if sizing else None,
-            "vllmArgs": sizing.vllm_args() if sizing else [],
+            "vllmArgs": _server_args(sizing, weights),
             "weights": weights,
         }
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
@@ -238,8 +238,18 @@ def _size(args: argparse.Namespace) -> int:
         sys.stdout.write("\n".join(f"{k.ljust(width)}  {v}" for k, v in rows) + "\n")
     sys.stdout.write(f"\nweights: {weights['location']}\n  {weights['note']}\n")
     if sizing is not None:
-        sys.stdout.write("\nvLLM arguments:\n  " + "\n  ".join(sizing.vllm_args()) + "\n")
+        sys.stdout.write(
+            "\nvLLM arguments:\n  " + "\n  ".join(_server_args(sizing, weights)) + "\n"
+        )
     return ExitCode.OK
+
+
+def _server_args(sizing: Any, weights: dict[str, Any]) -> list[str]:
+    """The server's flags; the streamer reads the weights' gs:// folder, not the mount."""
+    if sizing is None:
+        return []
+    streamed = weights["location"] if sizing.loader == "streamer" else None
+    return list(sizing.vllm_args(model=streamed))
 
 
 def _weights(deployment: Any) -> dict[str, Any]:

@@ -60,7 +60,13 @@ class ModelBucket(pulumi.ComponentResource):
         self.register_outputs({"name": self.name})
 
 
-BUCKET_ROLES = {"read": "roles/storage.objectViewer", "write": "roles/storage.objectUser"}
+# bucket-metadata: storage.buckets.get (and objects.list), which a client calling
+# buckets.get before it lists needs besides read (the Run:ai streamer's GCS client).
+BUCKET_ROLES = {
+    "read": "roles/storage.objectViewer",
+    "write": "roles/storage.objectUser",
+    "bucket-metadata": "roles/storage.legacyBucketReader",
+}
 
 
 def grant_bucket_access(

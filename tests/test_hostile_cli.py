@@ -498,13 +498,15 @@ def test_the_owned_flags_are_every_flag_the_rendered_command_line_sets() -> None
             dataclasses.replace(
                 sizing, pipeline_parallel=2, quantization="fp8", kv_cache_dtype="fp8", block_size=16
             ),
+            dataclasses.replace(sizing, loader="streamer"),
         ]
         for variant in variants:
-            args = vllm_container(variant, "registry.example/vllm:1").args
+            args = vllm_container(variant, "registry.example/vllm:1", model="/models").args
             assert isinstance(args, list)
             rendered |= {_refused_flag(a, doc, OWNED_FLAGS) for a in args if a.startswith("-")}
     assert rendered - set(OWNED_FLAGS) == set()
     assert {"--model", "--host", "--pipeline-parallel-size", "--block-size"} <= rendered
+    assert {"--load-format", "--model-loader-extra-config"} <= rendered
 
 
 @pytest.mark.parametrize(

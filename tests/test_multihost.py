@@ -24,13 +24,13 @@ from gke_inference.offline.planning import plan_platform, plan_workload
 from gke_inference.offline.policy_check import check_resources
 from gke_inference.offline.recording import Plan
 from gke_inference.workloads.kinds import deployment_for
+from gke_inference.workloads.loading import startup_seconds
 from gke_inference.workloads.multihost import (
     GROUP_ASSEMBLY_SECONDS,
     LWS_WORKER_INDEX_LABEL,
     leader_script,
     worker_script,
 )
-from gke_inference.workloads.sizing import startup_seconds
 from gke_inference.workloads.spec import load_spec
 from gke_inference.workloads.vllm_server import flag_problems, server_version, table
 

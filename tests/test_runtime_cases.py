@@ -2,7 +2,8 @@
 
 Every shipped example except ComfyUI (it serves no model), and variants the
 examples do not cover: a ``gs://`` model in another team's bucket, a
-pre-quantized int4 checkpoint, and batch on the same model. The TPU case is
+pre-quantized int4 checkpoint, batch on the same model, and a model read by
+the Run:ai streamer. The TPU case is
 the shipped Qwen3 example. Each case is the real workload program under the
 mock runtime (``plan_workload``), so what is rehearsed is what would be applied.
 """
@@ -51,8 +52,17 @@ VARIANTS: dict[str, tuple[str, str, dict[str, Any], dict[str, Any]]] = {
             "prequantized": True,
         },
     ),
+    # the Run:ai streamer instead of FUSE, on a tensor-parallel pair (distributed loading)
+    "streamer-llama-8b": (
+        "gemma-3-1b-l4.yaml",
+        "dev",
+        {"name": "llama-8b-stream", "tensorParallel": 2},
+        {"id": "meta-llama/Llama-3.1-8B-Instruct", "preset": "llama-3.1-8b", "loader": "streamer"},
+    ),
 }
 CASES = sorted([*EXAMPLE_CASES, *VARIANTS])
+# the cases whose servers read the weights through a FUSE mount (the rest stream them)
+FUSE_CASES = [c for c in CASES if not c.startswith("streamer-")]
 
 
 def platform_model_bucket(stack: str) -> str:
@@ -135,9 +145,11 @@ def flag(args: list[str], name: str) -> str:
 
 @pytest.mark.parametrize("name", CASES)
 def test_every_case_plans_a_vllm_server(name: str) -> None:
+    """A local path (the FUSE mount), or for the streamer the gs:// folder."""
     for pod in case(name).serving_pods():
         server = container(pod, "server")
-        assert flag(server["args"], "--model").startswith("/")
+        prefix = "/" if name in FUSE_CASES else "gs://"
+        assert flag(server["args"], "--model").startswith(prefix)
 
 
 def test_every_serving_example_is_rehearsed() -> None:

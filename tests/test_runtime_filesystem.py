@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import pytest
 
 from tests.test_runtime_cases import (
     CASES,
+    FUSE_CASES,
     OTHER_BUCKET,
     Case,
     case,
@@ -86,7 +88,7 @@ def inside(rootfs: Path, path: str) -> Path:
     return rootfs / path.lstrip("/")
 
 
-@pytest.mark.parametrize("name", CASES)
+@pytest.mark.parametrize("name", FUSE_CASES)
 def test_server_model_path_holds_the_checkpoint(name: str, tmp_path: Path) -> None:
     c = case(name)
     gcs = tmp_path / "gcs"
@@ -101,7 +103,39 @@ def test_server_model_path_holds_the_checkpoint(name: str, tmp_path: Path) -> No
         assert not (model / "other").exists()  # only the model's folder is mounted
 
 
-@pytest.mark.parametrize("name", CASES)
+def streamer_listing(gcs: Path, uri: str, patterns: list[str]) -> set[str]:
+    """What runai_model_streamer_gcs lists for ``uri`` (files.list_files): the bucket's
+    objects under the prefix, a trailing ``/`` added (files.glob), folder placeholders
+    dropped, names matched with fnmatch against the allow patterns vLLM passes."""
+    bucket, _, prefix = uri.removeprefix("gs://").partition("/")
+    prefix = prefix if prefix.endswith("/") else f"{prefix}/"
+    names = [str(p.relative_to(gcs / bucket)) for p in (gcs / bucket).rglob("*") if p.is_file()]
+    under = [n for n in names if n.startswith(prefix)]
+    return {n.removeprefix(prefix) for n in under if any(fnmatch(n, p) for p in patterns)}
+
+
+@pytest.mark.parametrize("name", [c for c in CASES if c not in FUSE_CASES])
+def test_streamer_reads_the_checkpoint_where_the_weights_are(name: str, tmp_path: Path) -> None:
+    """No mount: the server's ``--model`` is the weights' gs:// folder. vLLM pulls
+    ``*.json``/``*.model``/``*.py`` from it (config, tokenizer) and streams every
+    ``*.safetensors`` (vllm config/model.py, model_loader/runai_streamer_loader.py)."""
+    c = case(name)
+    gcs = tmp_path / "gcs"
+    bucket, path = written_location(c)
+    lay_out_bucket(gcs, bucket, path)
+    for pod in c.serving_pods():
+        server = container(pod, "server")
+        assert "model" not in {m["name"] for m in server["volumeMounts"]}
+        uri = flag(server["args"], "--model")
+        assert uri.startswith("gs://")
+        assert streamer_listing(gcs, uri, ["*.model", "*.py", "*.json"]) == {
+            "config.json",
+            "tokenizer.json",
+        }
+        assert streamer_listing(gcs, uri, ["*.safetensors"]) == set(SHARDS)  # not other/
+
+
+@pytest.mark.parametrize("name", FUSE_CASES)
 def test_prefetch_reads_the_shards_the_server_loads(name: str, tmp_path: Path) -> None:
     c = case(name)
     gcs = tmp_path / "gcs"

@@ -287,7 +287,7 @@ def test_hpa_targets_that_can_never_trigger_are_refused(
 
 
 def test_startup_budget_from_weights_accelerator_and_margin() -> None:
-    from gke_inference.workloads.sizing import startup_seconds
+    from gke_inference.workloads.loading import startup_seconds
 
     # 120 s margin + GiB / 0.25 GiB/s + 180 s GPU warm-up (1800 s TPU XLA compile).
     gemma = size(spec(model={"id": "google/gemma-3-1b-it", "preset": "gemma-3-1b"}))

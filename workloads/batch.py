@@ -30,6 +30,7 @@ from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
 from gke_inference.core.components import child_options
 from gke_inference.workloads.lifecycle import grace_period_seconds, user_env
+from gke_inference.workloads.loading import startup_seconds
 from gke_inference.workloads.network_policy import isolate
 from gke_inference.workloads.platform_ref import PlatformRef
 from gke_inference.workloads.pods import (
@@ -41,7 +42,7 @@ from gke_inference.workloads.pods import (
     worker_image,
 )
 from gke_inference.workloads.queued import QueuedCapacity
-from gke_inference.workloads.sizing import Sizing, startup_seconds
+from gke_inference.workloads.sizing import Sizing
 from gke_inference.workloads.spec import WorkloadSpec
 from gke_inference.workloads.storage import fuse_volume
 
@@ -97,7 +98,12 @@ class BatchInference(pulumi.ComponentResource):
         )
         # Only the worker beside it calls the server: no endpoints to wait out.
         server = as_native_sidecar(
-            vllm_container(sizing, model_server.image, propagation_seconds=0)
+            vllm_container(
+                sizing,
+                model_server.image,
+                model=model_server.model_location,
+                propagation_seconds=0,
+            )
         )
         # No probes: a Job's worker runs to completion and nothing routes to it. A
         # crash is the pod failure policy's (a retry per shard), a hang is bounded by

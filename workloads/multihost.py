@@ -138,6 +138,7 @@ def leader_container(sizing: Sizing, image: pulumi.Input[str]) -> ContainerArgs:
     return vllm_container(
         sizing,
         image,
+        model=MODEL_MOUNT,  # a replica across nodes reads through FUSE (workloads.loading)
         command=["/bin/sh", "-c", leader_script(), "vllm"],
         extra_env=group_env(),
         extra_startup_seconds=GROUP_ASSEMBLY_SECONDS,

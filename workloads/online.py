@@ -139,7 +139,7 @@ class OnlineInference(pulumi.ComponentResource):
                 ),
                 progress_deadline_seconds=3600,
                 template=server.pod(
-                    containers=[vllm_container(sizing, server.image)],
+                    containers=[vllm_container(sizing, server.image, model=server.model_location)],
                     priority_class_name="high",
                 ),
             ),

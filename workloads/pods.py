@@ -45,16 +45,17 @@ from gke_inference.workloads.lifecycle import (
     grace_period_seconds,
     user_env,
 )
+from gke_inference.workloads.loading import startup_seconds
 from gke_inference.workloads.platform_ref import PlatformRef
 from gke_inference.workloads.sizing import (
     MODEL_MOUNT,
     XLA_CACHE_MOUNT,
     Sizing,
-    startup_seconds,
 )
 from gke_inference.workloads.spec import WorkloadSpec
 from gke_inference.workloads.storage import (
     fuse_annotations,
+    model_location,
     model_volume,
     scratch_volumes,
     service_account_with_bucket_access,
@@ -235,6 +236,7 @@ def vllm_container(
     sizing: Sizing,
     image: pulumi.Input[str],
     *,
+    model: str,
     propagation_seconds: int = DRAIN_PROPAGATION_SECONDS,
     command: list[str] | None = None,
     extra_env: list[EnvVarArgs] | None = None,
@@ -242,6 +244,7 @@ def vllm_container(
 ) -> ContainerArgs:
     """The vLLM OpenAI-compatible server with sized flags, load-aware probes and a drain.
 
+    ``model``: where the server reads the weights (``ModelServer.model_location``).
     ``propagation_seconds``: how long endpoints take to stop sending before the
     drain counts requests (0 when only a container of the same pod calls it).
     ``command`` replaces the server's entrypoint (a launcher that ends by exec'ing
@@ -251,10 +254,11 @@ def vllm_container(
     health = HTTPGetActionArgs(path="/health", port=SERVER_PORT)
     startup_failures = math.ceil((startup_seconds(sizing) + extra_startup_seconds) / 10)
     mounts = [
-        VolumeMountArgs(name="model", mount_path=MODEL_MOUNT, read_only=True),
         VolumeMountArgs(name="tmp", mount_path="/tmp"),
         VolumeMountArgs(name="dshm", mount_path="/dev/shm"),
     ]
+    if sizing.loader == "fuse":
+        mounts.insert(0, VolumeMountArgs(name="model", mount_path=MODEL_MOUNT, read_only=True))
     if sizing.accelerator.kind == "tpu":
         mounts.append(VolumeMountArgs(name="xla-cache", mount_path=XLA_CACHE_MOUNT))
     return ContainerArgs(
@@ -262,7 +266,7 @@ def vllm_container(
         image=image,
         image_pull_policy="IfNotPresent",
         command=command or ["python3", "-m", "vllm.entrypoints.openai.api_server"],
-        args=[*sizing.vllm_args(SERVER_PORT), "--host=0.0.0.0"],
+        args=[*sizing.vllm_args(SERVER_PORT, model), "--host=0.0.0.0"],
         ports=[ContainerPortArgs(name="metrics", container_port=SERVER_PORT, protocol="TCP")],
         env=[*server_env(sizing), *(extra_env or [])],
         resources=accelerator_resources(sizing),
@@ -336,6 +340,11 @@ class ModelServer:
     def labels(self) -> dict[str, str]:
         return server_labels(self.workload, self.kind, self.tag)
 
+    @property
+    def model_location(self) -> str:
+        """``--model`` of this server (:func:`~gke_inference.workloads.storage.model_location`)."""
+        return model_location(self.platform, self.sizing)
+
     def service_account(
         self,
         name: str,
@@ -388,18 +397,21 @@ def model_server_pod(
     termination_grace_seconds: int | None = None,
     placement: Placement | None = None,
 ) -> k8s.core.v1.PodTemplateSpecArgs:
-    """A pod on the sized compute class (or at ``placement``) that reads the model through
-    FUSE: the prefetch sidecar first, then ``sidecars``; the model mount (and on TPUs the
-    XLA cache), ``volumes`` and scratch space. The grace period outlasts the servers'
-    drain."""
-    cache = (
-        [xla_cache_volume(platform, sizing, vllm_version)]
-        if sizing.accelerator.kind == "tpu"
-        else []
-    )
-    annotations = {**fuse_annotations(), **(placement.annotations if placement else {})}
+    """A pod on the sized compute class (or at ``placement``) with ``sidecars``, ``volumes``
+    and scratch space. With the FUSE loader it reads the model through the mount, after
+    the prefetch sidecar (first); on TPUs it mounts the XLA cache; the streamer needs
+    neither (workloads.loading). The grace period outlasts the servers' drain."""
+    fuse = sizing.loader == "fuse"
+    own = [model_volume(platform, sizing)] if fuse else []
+    if sizing.accelerator.kind == "tpu":
+        own.append(xla_cache_volume(platform, sizing, vllm_version))
+    uses_fuse = any(v.csi is not None for v in [*own, *(volumes or [])])
+    annotations = {
+        **(fuse_annotations() if uses_fuse else {}),
+        **(placement.annotations if placement else {}),
+    }
     return k8s.core.v1.PodTemplateSpecArgs(
-        metadata=ObjectMetaArgs(labels=labels, annotations=annotations),
+        metadata=ObjectMetaArgs(labels=labels, annotations=annotations or None),
         spec=k8s.core.v1.PodSpecArgs(
             service_account_name=workload,
             automount_service_account_token=False,
@@ -409,13 +421,16 @@ def model_server_pod(
             node_selector=placement.node_selector if placement else node_selector(sizing),
             tolerations=placement.tolerations if placement else None,
             security_context=pod_security(),
-            init_containers=[prefetch_sidecar(image, sizing), *(sidecars or [])],
+            init_containers=[
+                *([prefetch_sidecar(image, sizing)] if fuse else []),
+                *(sidecars or []),
+            ]
+            or None,
             containers=containers,
             volumes=[
-                model_volume(platform, sizing),
-                *cache,
+                *own,
                 *(volumes or []),
-                *scratch_volumes(shm_gib=max(1, 2 * sizing.devices_per_pod)),
+                *scratch_volumes(shm_gib=max(1, 2 * sizing.devices_per_pod), fuse=uses_fuse),
             ],
         ),
     )

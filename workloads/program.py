@@ -20,6 +20,7 @@ from gke_inference.workloads.model_download import (
     weights_location,
 )
 from gke_inference.workloads.platform_ref import PlatformRef, read_platform
+from gke_inference.workloads.storage import model_location
 
 
 def build_workload(
@@ -67,7 +68,8 @@ def workload_program(
         if sizing is not None:
             pulumi.export("computeClass", sizing.compute_class)
             pulumi.export("tensorParallel", sizing.tensor_parallel)
-            pulumi.export("vllmArgs", sizing.vllm_args())
+            # what the server is started with (the streamer reads the weights' gs:// folder)
+            pulumi.export("vllmArgs", sizing.vllm_args(model=model_location(platform, sizing)))
         url = getattr(component, "url", None)
         if url is not None:
             pulumi.export("url", url)

@@ -18,7 +18,6 @@ within a bucket", the directory becomes the mount root).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from gke_inference.core.errors import Problem, SpecError
@@ -43,6 +42,7 @@ from gke_inference.workloads.fit import (
     tensor_parallel_problem,
     usable_bytes_per_device,
 )
+from gke_inference.workloads.loading import Loader, loader_args, loader_problems, startup_rows
 from gke_inference.workloads.presets import resolve_architecture
 from gke_inference.workloads.quantization import quantization_flag, quantization_problems
 from gke_inference.workloads.spec import Architecture, WorkloadSpec
@@ -63,11 +63,6 @@ VLLM_LARGE_GPU_GIB = 70
 # The request length --max-num-seqs is chosen for: prompt + completion of a
 # typical chat or RAG request (ShareGPT-style traffic averages well under 2k).
 TYPICAL_REQUEST_TOKENS = 2048
-
-# Startup budget (startup probe, worker MODEL_READY_TIMEOUT_S): see startup_seconds.
-FUSE_READ_GIB_PER_SECOND = 0.25
-STARTUP_MARGIN_SECONDS = 120
-WARMUP_SECONDS = {"gpu": 180, "tpu": 1800}
 
 
 @dataclass(frozen=True)
@@ -109,6 +104,7 @@ class Sizing:
     block_size: int | None
     compute_class: str
     model_path: str  # what the server is given: the mount root (MODEL_MOUNT)
+    loader: Loader  # how the weights reach it (workloads.loading)
     served_model_name: str
     # the attention backend vLLM will use (workloads.attention); pinned: set through
     # VLLM_ATTENTION_BACKEND, else vLLM's own choice, predicted
@@ -151,9 +147,11 @@ class Sizing:
     def sequences_held(self, sequence_bytes: int) -> int:
         return int(self.kv_budget_gib * GIB // sequence_bytes)
 
-    def vllm_args(self, port: int = 8000) -> list[str]:
+    def vllm_args(self, port: int = 8000, model: str | None = None) -> list[str]:
+        """The server's flags; ``model``: where it reads the weights when not the mount
+        (the streamer's gs:// folder, which needs the platform's bucket name)."""
         args = [
-            f"--model={self.model_path}",
+            f"--model={model or self.model_path}",
             f"--served-model-name={self.served_model_name}",
             f"--port={port}",
             f"--tensor-parallel-size={self.tensor_parallel}",
@@ -173,7 +171,7 @@ class Sizing:
             args.append(f"--kv-cache-dtype={self.kv_cache_dtype}")
         if self.block_size:
             args.append(f"--block-size={self.block_size}")
-        return args + self.extra_args
+        return args + loader_args(self) + self.extra_args
 
     def table(self) -> str:
         acc = self.accelerator
@@ -224,6 +222,7 @@ class Sizing:
             ("--kv-cache-dtype", self.kv_cache_dtype),
             ("--block-size", str(self.block_size) if self.block_size else "server default"),
             ("attention backend", self.attention.describe(acc)),
+            *startup_rows(self),
         ]
         width = max(len(k) for k, _ in rows)
         lines = [f"{k.ljust(width)}  {v}" for k, v in rows]
@@ -381,6 +380,9 @@ def size(spec: WorkloadSpec, devices: int | None = None) -> Sizing:
     layout = fit_layout(acc, need, tp)
     if layout is None:
         raise _does_not_fit(spec, need, tp)
+    problems = loader_problems(spec, layout.pipeline_parallel)
+    if problems:
+        raise SpecError(f"Cannot size workload {spec.name!r}", problems)
     degree = layout.tensor_parallel
     usable_total = layout.devices * usable_bytes_per_device(acc)
     sequence = kv_bytes_per_sequence(
@@ -417,6 +419,7 @@ def size(spec: WorkloadSpec, devices: int | None = None) -> Sizing:
         block_size=GPU_BLOCK_SIZE if acc.kind == "gpu" else None,
         compute_class=class_for(spec, layout.shape),
         model_path=MODEL_MOUNT,
+        loader=model.loader,
         served_model_name=model.id if not model.in_bucket else spec.name,
         model_bucket=model.bucket,
         model_dir=model.bucket_path.strip("/"),
@@ -465,30 +468,3 @@ def model_key(bucket_path: str, bucket: str | None) -> str:
     """A path-safe name of the model for cache prefixes (``google--gemma-3-1b-it``)."""
     key = "--".join(part for part in bucket_path.strip("/").split("/") if part)
     return key or (bucket or "model")
-
-
-def startup_seconds(sizing: Sizing) -> int:
-    """Budget from pod start to a healthy server on a cold node (startup probe).
-
-    ``STARTUP_MARGIN_SECONDS + weights / FUSE_READ_GIB_PER_SECOND +
-    WARMUP_SECONDS[kind]``:
-
-    - weights / 0.25 GiB/s: the cold read of every shard through GCS FUSE into
-      its file cache (parallel downloads, the prefetch sidecar's 16 readers).
-      gcsfuse's published FIO benchmark (docs/benchmarks.md: n2-standard-96,
-      100 Gbps, 128 readers) reaches ~7.5 GiB/s on 1 GiB files; one sequential
-      reader measures ~0.15 GiB/s (its sequential_read benchmark). Accelerator
-      nodes have 16-200 Gbps NICs and the FUSE sidecar shares their CPUs, and
-      the server reads each shard a second time from the cache, so 0.25 GiB/s
-      per node is the conservative figure: 70B in bf16 (131.5 GiB) gets 527 s.
-    - warm-up: 180 s on GPUs (torch.compile and CUDA graph capture, whose
-      cache lives in the pod's /tmp), 1800 s on TPUs (vLLM TPU precompiles
-      every padded batch/sequence shape with XLA: tens of minutes on a cold
-      cache for 30B-70B models). The XLA cache is persisted in the model bucket
-      (``xla-cache/<model>/<vllm>/<topology>``), so only the first pod of a
-      model, server version and topology pays it; the probe must still allow it.
-    - 120 s margin: image pull from the regional remote repository, FUSE
-      sidecar start, device plugin and the server's own process start.
-    """
-    load = math.ceil(sizing.weights_gib / FUSE_READ_GIB_PER_SECOND)
-    return STARTUP_MARGIN_SECONDS + load + WARMUP_SECONDS[sizing.accelerator.kind]

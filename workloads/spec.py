@@ -21,6 +21,7 @@ from gke_inference.core.validation import StrictModel, describe_pattern, problem
 from gke_inference.inference import catalog
 from gke_inference.workloads.attention import AttentionBackendName
 from gke_inference.workloads.kinds import KINDS
+from gke_inference.workloads.loading import Loader
 from gke_inference.workloads.vllm_server import (
     flag_problems,
     platform_flag_problems,
@@ -147,6 +148,9 @@ class ModelSettings(SpecModel):
     # Download the weights from the Hub before serving. Default: when
     # huggingFaceTokenSecret is set; true downloads a public model without a token.
     download: bool | None = None
+    # How the weights reach the server: a Cloud Storage FUSE mount, or vLLM's Run:ai
+    # Model Streamer reading gs:// directly (workloads.loading).
+    loader: Loader = "fuse"
 
     @pydantic.model_validator(mode="after")
     def _one_source(self) -> ModelSettings:

@@ -3,7 +3,8 @@
 The weights come from the model's bucket (the platform's, or the one a
 ``gs://`` id names) through the Cloud Storage FUSE CSI driver, tuned for large
 sequential reads; the model's folder is the mount root (``only-dir``), so the
-server reads ``/models/config.json``. TPU pods keep vLLM's XLA compilation
+server reads ``/models/config.json``. With ``model.loader: streamer`` the
+server reads the folder's gs:// URI itself instead (workloads.loading). TPU pods keep vLLM's XLA compilation
 cache under ``xla-cache/<model>/<vllm>/<topology>`` of the platform model
 bucket (read-write FUSE, write granted on that prefix only), so only the first
 pod of a model, version and topology compiles from scratch. Every grant is to
@@ -91,6 +92,14 @@ def model_bucket(platform: PlatformRef, sizing: Sizing) -> str:
     return sizing.model_bucket or platform.model_bucket
 
 
+def model_location(platform: PlatformRef, sizing: Sizing) -> str:
+    """What the server is given as ``--model``: the FUSE mount, or for the streamer the
+    weights' ``gs://<bucket>/<folder>`` (workloads.loading)."""
+    if sizing.loader == "fuse":
+        return sizing.model_path
+    return f"gs://{model_bucket(platform, sizing)}/{sizing.model_dir}"
+
+
 def model_volume(platform: PlatformRef, sizing: Sizing) -> VolumeArgs:
     """The weights: the model's folder of its bucket as the mount root, read-only, cached."""
     return fuse_volume(
@@ -105,11 +114,16 @@ def model_volume(platform: PlatformRef, sizing: Sizing) -> VolumeArgs:
 def serving_buckets(platform: PlatformRef, sizing: Sizing) -> list[tuple[pulumi.Input[str], str]]:
     """Read access a model server's account needs: the model's bucket, and on TPUs the
     platform bucket too, where the XLA cache prefix is listed (its write grant is
-    conditioned on object names, which a listing is not)."""
+    conditioned on object names, which a listing is not); the streamer also reads the
+    model bucket's metadata."""
     buckets = [model_bucket(platform, sizing)]
     if sizing.accelerator.kind == "tpu" and platform.model_bucket not in buckets:
         buckets.append(platform.model_bucket)
-    return [(bucket, "read") for bucket in buckets]
+    grants: list[tuple[pulumi.Input[str], str]] = [(bucket, "read") for bucket in buckets]
+    if sizing.loader == "streamer":
+        # the streamer's GCS client lists through buckets.get (workloads.loading)
+        grants.append((model_bucket(platform, sizing), "bucket-metadata"))
+    return grants
 
 
 def xla_cache_prefix(sizing: Sizing, vllm_version: str) -> str:
@@ -129,9 +143,10 @@ def xla_cache_volume(platform: PlatformRef, sizing: Sizing, vllm_version: str) -
     )
 
 
-def scratch_volumes(shm_gib: int) -> list[VolumeArgs]:
-    """/tmp (HOME, caches) and /dev/shm for tensor-parallel NCCL, plus the FUSE cache."""
-    return [
+def scratch_volumes(shm_gib: int, *, fuse: bool = True) -> list[VolumeArgs]:
+    """/tmp (HOME, caches) and /dev/shm for tensor-parallel NCCL, plus the FUSE cache
+    when the pod mounts a bucket."""
+    volumes = [
         VolumeArgs(name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs()),
         VolumeArgs(
             name="dshm",
@@ -139,12 +154,16 @@ def scratch_volumes(shm_gib: int) -> list[VolumeArgs]:
                 medium="Memory", size_limit=f"{shm_gib}Gi"
             ),
         ),
-        # The FUSE sidecar's file cache lives in RAM: TPU hosts have no local SSD.
-        VolumeArgs(
-            name="gke-gcsfuse-cache",
-            empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(medium="Memory"),
-        ),
     ]
+    if fuse:
+        # The FUSE sidecar's file cache lives in RAM: TPU hosts have no local SSD.
+        volumes.append(
+            VolumeArgs(
+                name="gke-gcsfuse-cache",
+                empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(medium="Memory"),
+            )
+        )
+    return volumes
 
 
 def service_account_with_bucket_access(

@@ -36,6 +36,7 @@ from gke_inference.inference.workload_identity import ksa_principal
 from gke_inference.platform.identity import project_number
 from gke_inference.workloads.autoscaling import Rate, autoscale, hpa_spec
 from gke_inference.workloads.lifecycle import user_env
+from gke_inference.workloads.loading import startup_seconds
 from gke_inference.workloads.network_policy import isolate
 from gke_inference.workloads.online import OnlineInference, OnlineInferenceArgs
 from gke_inference.workloads.platform_ref import PlatformRef
@@ -47,7 +48,7 @@ from gke_inference.workloads.pods import (
     pod_security,
     worker_image,
 )
-from gke_inference.workloads.sizing import Sizing, startup_seconds
+from gke_inference.workloads.sizing import Sizing
 from gke_inference.workloads.spec import StreamingSettings, WorkloadSpec
 
 METRICS_PORT = 9090

@@ -103,7 +103,7 @@ def flag_problems(args: list[str], doc: dict[str, Any]) -> list[str]:
 #: container's ``--host``), with what decides each: a second one in extraArgs
 #: would override it (argparse keeps the last), e.g. ``--model=/etc/passwd``.
 OWNED_FLAGS: dict[str, str] = {
-    "--model": "model.id (the weights' mount)",
+    "--model": "model.id (the weights' mount, or their gs:// folder for the streamer)",
     "--served-model-name": "model.id",
     "--port": "the platform (the server's port)",
     "--host": "the platform",
@@ -117,6 +117,8 @@ OWNED_FLAGS: dict[str, str] = {
     "--quantization": "precision and quantizationMethod",
     "--kv-cache-dtype": "kvCacheDtype",
     "--block-size": "the sizing",
+    "--load-format": "model.loader",
+    "--model-loader-extra-config": "model.loader (the streamer's concurrency and buffer)",
 }
 
 #: Flags that weaken the server's security, refused whatever the image.
