@@ -15,6 +15,8 @@ its metrics endpoint by default (``--metrics-endpoint-auth``, controller-runtime
 ``WithAuthenticationAndAuthorization``), RBAC to create TokenReviews and
 SubjectAccessReviews plus a PodMonitoring that scrapes with a bearer token of a
 dedicated metrics-reader account (the chart's ``provider.name: gke`` templates).
+Its scheduling config is explicit (workloads.epp_config), mounted from a
+ConfigMap, with a digest annotation so a changed config replaces the pod.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import pulumi_kubernetes as k8s
 from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
 
 from gke_inference.inference.inference_extension import OBJECTIVE_GROUP, POOL_GROUP, POOL_VERSION
+from gke_inference.workloads.epp_config import CONFIG_DIR, CONFIG_FILE, digest
 from gke_inference.workloads.network_policy import GMP_NAMESPACE, isolate
 from gke_inference.workloads.platform_ref import PlatformRef
 from gke_inference.workloads.pods import SERVER_PORT, container_security, pod_security
@@ -35,6 +38,7 @@ EPP_RESOURCES = {"requests": {"cpu": "4", "memory": "8Gi"}, "limits": {"memory":
 EPP_GRACE_SECONDS = 130
 EPP_LOG_VERBOSITY = 1  # the chart's default flags.v
 METRICS_INTERVAL = "10s"  # the chart's monitoring.interval
+CONFIG_DIGEST_ANNOTATION = "gke-inference/epp-config-sha256"
 
 
 class InferencePoolRouting:
@@ -50,7 +54,9 @@ class InferencePoolRouting:
         opts: pulumi.ResourceOptions,
         image: str,
         platform: PlatformRef,
+        config: str,
     ) -> None:
+        """``config``: the picker's EndpointPickerConfig (workloads.epp_config)."""
         self.pool_name = workload
         epp = f"{workload}-epp"
         epp_labels = {"app.kubernetes.io/name": epp, "gke-inference/workload": workload}
@@ -123,6 +129,12 @@ class InferencePoolRouting:
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[auth])),
         )
         self._metrics_reader(name, epp, namespace, cluster_name, epp_labels, mode, opts)
+        scheduling = k8s.core.v1.ConfigMap(
+            f"{name}-epp-config",
+            metadata=ObjectMetaArgs(name=epp, namespace=namespace, labels=epp_labels),
+            data={CONFIG_FILE: config},
+            opts=opts,
+        )
         grpc_health = k8s.core.v1.GRPCActionArgs(
             port=EPP_HEALTH_PORT, service="inference-extension"
         )
@@ -135,7 +147,11 @@ class InferencePoolRouting:
                 strategy=k8s.apps.v1.DeploymentStrategyArgs(type="Recreate"),
                 selector=LabelSelectorArgs(match_labels={"app.kubernetes.io/name": epp}),
                 template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=ObjectMetaArgs(labels=epp_labels),
+                    metadata=ObjectMetaArgs(
+                        labels=epp_labels,
+                        # the picker reads its config once: a new one rolls the pod
+                        annotations={CONFIG_DIGEST_ANNOTATION: digest(config)},
+                    ),
                     spec=k8s.core.v1.PodSpecArgs(
                         service_account_name=epp,
                         # the one workload pod that talks to the API server: it watches
@@ -156,6 +172,12 @@ class InferencePoolRouting:
                                     f"--v={EPP_LOG_VERBOSITY}",
                                     # No OTLP collector here; the EPP traces by default.
                                     "--tracing=false",
+                                    f"--config-file={CONFIG_DIR}/{CONFIG_FILE}",
+                                ],
+                                volume_mounts=[
+                                    k8s.core.v1.VolumeMountArgs(
+                                        name="config", mount_path=CONFIG_DIR, read_only=True
+                                    )
                                 ],
                                 env=[
                                     k8s.core.v1.EnvVarArgs(
@@ -199,10 +221,18 @@ class InferencePoolRouting:
                                 security_context=container_security(),
                             )
                         ],
+                        volumes=[
+                            k8s.core.v1.VolumeArgs(
+                                name="config",
+                                config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(name=epp),
+                            )
+                        ],
                     ),
                 ),
             ),
-            opts=opts,
+            opts=pulumi.ResourceOptions.merge(
+                opts, pulumi.ResourceOptions(depends_on=[scheduling])
+            ),
         )
         k8s.core.v1.Service(
             f"{name}-epp-service",

@@ -97,7 +97,7 @@ class OnlineInference(pulumi.ComponentResource):
         self.url = pulumi.Output.from_input(service_url(workload, namespace, SERVER_PORT))
         callers: list[PodPeer] = [(args.clients, [SERVER_PORT])] if args.clients else []
         if args.expose:
-            callers += self._expose(name, spec, platform, labels, serving, k8s_opts)
+            callers += self._expose(name, spec, sizing, platform, labels, serving, k8s_opts)
         # A group's pods reach each other on every port: Ray picks its object-manager,
         # node-manager and worker ports at start, NCCL its own.
         group: list[PodPeer] = [({LWS_NAME_LABEL: workload}, [])] if sizing.nodes > 1 else []
@@ -150,6 +150,7 @@ class OnlineInference(pulumi.ComponentResource):
         self,
         name: str,
         spec: WorkloadSpec,
+        sizing: Sizing,
         platform: PlatformRef,
         labels: dict[str, str],
         selector: dict[str, str],
@@ -160,6 +161,7 @@ class OnlineInference(pulumi.ComponentResource):
         workload, namespace = spec.name, platform.workload_namespace
         prefix = spec.routing.path_prefix or f"/{workload}"
         if spec.routing.mode == "inference-pool":
+            from gke_inference.workloads.epp_config import config_text
             from gke_inference.workloads.inference_pool import InferencePoolRouting
 
             epp_image = pinned_image(platform, "epp")
@@ -172,6 +174,7 @@ class OnlineInference(pulumi.ComponentResource):
                 k8s_opts,
                 image=epp_image,
                 platform=platform,
+                config=config_text(spec.routing.scorer_weights, sizing),
             )
             target_kind, backend_name = "InferencePool", pool.pool_name
             callers: list[PodPeer] = [(pool.picker_selector, [SERVER_PORT])]

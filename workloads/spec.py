@@ -275,9 +275,39 @@ class ScalingSettings(SpecModel):
         return self.latency if self.latency is not None else LatencySettings()
 
 
+class ScorerWeights(SpecModel):
+    """The endpoint picker's scorer weights (workloads.epp_config); the defaults are the
+    pinned picker's own (gateway-api-inference-extension v1.5.0 loadDefaultConfig)."""
+
+    queue: float = Field(default=2.0, ge=0, le=100)
+    kv_cache: float = Field(default=2.0, ge=0, le=100)
+    prefix_cache: float = Field(default=3.0, ge=0, le=100)
+
+    @pydantic.model_validator(mode="after")
+    def _one_scores(self) -> ScorerWeights:
+        if self.queue == self.kv_cache == self.prefix_cache == 0:
+            raise ValueError("at least one scorer needs a weight above 0")
+        return self
+
+
 class RoutingSettings(SpecModel):
     mode: Literal["service", "inference-pool"] = "service"
     path_prefix: str | None = Field(default=None, pattern=r"^/[A-Za-z0-9/_-]*$")
+    # inference-pool only: how the endpoint picker weighs its scorers
+    scorers: ScorerWeights | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _scorers_need_a_picker(self) -> RoutingSettings:
+        if self.scorers is not None and self.mode != "inference-pool":
+            raise ValueError(
+                f"scorers weigh the endpoint picker of mode 'inference-pool', not {self.mode!r}: "
+                "remove them or set mode: inference-pool"
+            )
+        return self
+
+    @property
+    def scorer_weights(self) -> ScorerWeights:
+        return self.scorers if self.scorers is not None else ScorerWeights()
 
 
 class BatchSettings(SpecModel):
