@@ -154,3 +154,62 @@ def test_weights_are_validated(routing: dict[str, Any], path: str, needle: str) 
         parse_spec(data)
     (problem,) = info.value.problems
     assert problem.path == path and needle in problem.message
+
+
+# --------------------------------------------------------------------------- pool metrics
+
+# gateway-api-inference-extension v1.5.0 pkg/epp/metrics/metrics.go: subsystem
+# inference_pool, gauges labelled by the pool's name (poolLabels = ["name"])
+PICKER_GAUGES = {"inference_pool_average_queue_size", "inference_pool_average_kv_cache_utilization"}
+
+
+@pytest.mark.parametrize(
+    ("metric", "gauge", "target"),
+    [
+        ("pool-queue-depth", "inference_pool_average_queue_size", "10"),
+        ("pool-kv-cache", "inference_pool_average_kv_cache_utilization", "800m"),
+    ],
+)
+def test_hpa_on_the_pickers_pool_average(
+    tmp_path: Path, metric: str, gauge: str, target: str
+) -> None:
+    data = pool_spec()
+    data["scaling"] = {"minReplicas": 1, "maxReplicas": 4, "metric": metric}
+    plan = plan_of(tmp_path, data)
+    (hpa,) = plan.by_type("kubernetes:autoscaling/v2:HorizontalPodAutoscaler")
+    (source,) = hpa.inputs["spec"]["metrics"]
+    assert source["type"] == "External"
+    external = source["external"]
+    assert external["metric"]["name"] == f"prometheus.googleapis.com|{gauge}|gauge"
+    assert gauge in PICKER_GAUGES
+    # the pool's own series: its name label, in this namespace (external metrics are
+    # project-wide in the adapter)
+    (pool,) = plan.by_type("kubernetes:inference.networking.k8s.io/v1:InferencePool")
+    assert external["metric"]["selector"]["matchLabels"] == {
+        "metric.labels.name": pool.inputs["metadata"]["name"],
+        "resource.labels.namespace": pool.inputs["metadata"]["namespace"],
+    }
+    # already an average per pod: a Value target, not AverageValue (which divides again)
+    assert external["target"] == {"type": "Value", "value": target}
+
+
+def test_pool_metrics_need_a_pool() -> None:
+    data = pool_spec()
+    data["routing"] = {"mode": "service"}
+    data["scaling"] = {"metric": "pool-queue-depth"}
+    with pytest.raises(SpecError) as info:
+        parse_spec(data)
+    (problem,) = info.value.problems
+    assert "only routing.mode 'inference-pool' has" in problem.message
+    assert "use 'queue-depth'" in problem.message
+
+
+def test_a_pool_kv_cache_target_above_one_is_refused() -> None:
+    from gke_inference.workloads.kinds import deployment_for
+
+    data = pool_spec()
+    data["scaling"] = {"metric": "pool-kv-cache", "target": 1.5}
+    with pytest.raises(SpecError) as info:
+        deployment_for(parse_spec(data))
+    (problem,) = info.value.problems
+    assert problem.path == "scaling.target" and "can never be reached" in problem.message

@@ -21,7 +21,7 @@ from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
 
 from gke_inference.workloads import latency
 from gke_inference.workloads.kinds import PRODUCTION_ENVIRONMENT
-from gke_inference.workloads.spec import LATENCY_HPA_METRICS, WorkloadSpec
+from gke_inference.workloads.spec import LATENCY_HPA_METRICS, POOL_HPA_METRICS, WorkloadSpec
 
 
 @dataclass(frozen=True)
@@ -81,20 +81,47 @@ def hpa_spec(
     )
 
 
+def pool_metric(
+    name: str, pool: str, namespace: str, target: float
+) -> k8s.autoscaling.v2.MetricSpecArgs:
+    """The endpoint picker's average over its pool: an external metric (one series per
+    pool, labelled ``name``), already per pod, so the target is a Value. External
+    metrics are project-wide in the adapter: the selector names the namespace too."""
+    return k8s.autoscaling.v2.MetricSpecArgs(
+        type="External",
+        external=k8s.autoscaling.v2.ExternalMetricSourceArgs(
+            metric=k8s.autoscaling.v2.MetricIdentifierArgs(
+                name=name,
+                selector=LabelSelectorArgs(
+                    match_labels={
+                        "metric.labels.name": pool,
+                        "resource.labels.namespace": namespace,
+                    }
+                ),
+            ),
+            target=k8s.autoscaling.v2.MetricTargetArgs(type="Value", value=quantity(target)),
+        ),
+    )
+
+
 def vllm_hpa_spec(
-    deployment: str, spec: WorkloadSpec, *, scaled: tuple[str, str] = DEPLOYMENT_TARGET
+    deployment: str,
+    spec: WorkloadSpec,
+    *,
+    namespace: str,
+    scaled: tuple[str, str] = DEPLOYMENT_TARGET,
 ) -> k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgs:
-    """A model server scales on the vLLM metric of ``spec.scaling``: up at once (a queue is
+    """A model server scales on the metric of ``spec.scaling``: up at once (a queue is
     already latency), down slowly (a new replica costs minutes of model loading). A
-    LeaderWorkerSet (``scaled``) scales whole groups; its selector is the leaders."""
+    LeaderWorkerSet (``scaled``) scales whole groups; its selector is the leaders. The
+    pool metrics are the endpoint picker's, of the pool named like the workload."""
     scaling = spec.scaling
     metric = latency.hpa_metric_for(spec)
     target = latency.scaling_target(spec)
-    return hpa_spec(
-        deployment,
-        scaling.min_replicas,
-        scaling.max_replicas,
-        k8s.autoscaling.v2.MetricSpecArgs(
+    if scaling.metric in POOL_HPA_METRICS:
+        source = pool_metric(metric, spec.name, namespace, target)
+    else:
+        source = k8s.autoscaling.v2.MetricSpecArgs(
             type="Pods",
             pods=k8s.autoscaling.v2.PodsMetricSourceArgs(
                 metric=k8s.autoscaling.v2.MetricIdentifierArgs(name=metric),
@@ -102,7 +129,12 @@ def vllm_hpa_spec(
                     type="AverageValue", average_value=quantity(target)
                 ),
             ),
-        ),
+        )
+    return hpa_spec(
+        deployment,
+        scaling.min_replicas,
+        scaling.max_replicas,
+        source,
         scale_up=[Rate("Pods", 2, 60), Rate("Percent", 100, 60)],
         scale_down=[Rate("Pods", 1, 120)],
         scale_down_window_seconds=scaling.scale_down_stabilization_seconds,

@@ -170,7 +170,7 @@ def scaling_problems(spec: WorkloadSpec, sizing: Sizing) -> list[Problem]:
                 f"{sizing.max_num_seqs} (or metric queue-depth)",
             )
         ]
-    if scaling.metric == "kv-cache" and target > KV_CACHE_TARGET_MAX:
+    if scaling.metric in ("kv-cache", "pool-kv-cache") and target > KV_CACHE_TARGET_MAX:
         return [
             Problem(
                 "scaling.target",

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 
 from gke_inference.workloads.spec import (
     LATENCY_HPA_METRICS,
+    POOL_HPA_METRICS,
     VLLM_HPA_METRICS,
     LatencySettings,
     WorkloadSpec,
@@ -151,6 +152,8 @@ def hpa_metric_for(spec: WorkloadSpec) -> str:
     scaling = spec.scaling
     if scaling.metric in LATENCY_HPA_METRICS:
         return hpa_metric_name(scaling.metric, scaling.latency_window)
+    if scaling.metric in POOL_HPA_METRICS:
+        return POOL_HPA_METRICS[scaling.metric][0]
     return VLLM_HPA_METRICS[scaling.metric][0]
 
 
@@ -161,4 +164,6 @@ def scaling_target(spec: WorkloadSpec) -> float:
         return scaling.target
     if scaling.metric in LATENCY_HPA_METRICS:
         return LATENCY_METRICS[scaling.metric].default_target
+    if scaling.metric in POOL_HPA_METRICS:
+        return POOL_HPA_METRICS[scaling.metric][1]
     return VLLM_HPA_METRICS[scaling.metric][1]

@@ -83,7 +83,7 @@ class OnlineInference(pulumi.ComponentResource):
             name,
             metadata,
             selector,
-            vllm_hpa_spec(workload, spec, scaled=target),
+            vllm_hpa_spec(workload, spec, namespace=namespace, scaled=target),
             hpa_opts=child_options(
                 self, opts, depends_on=[replicas] + ([recorded] if recorded else [])
             ),

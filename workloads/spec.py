@@ -229,6 +229,16 @@ VLLM_HPA_METRICS: dict[str, tuple[str, float]] = {
 # Latency metrics are not series vLLM exports but per-pod quantiles of its
 # histograms, recorded by a Managed Prometheus rule (workloads.latency).
 LATENCY_HPA_METRICS = ("time-to-first-token", "inter-token-latency")
+# The endpoint picker's own averages over its pool (gateway-api-inference-extension
+# v1.5.0 pkg/epp/metrics: gauges labelled by the pool's name), an external metric:
+# spec choice -> (Cloud Monitoring name, default target).
+POOL_HPA_METRICS: dict[str, tuple[str, float]] = {
+    "pool-queue-depth": ("prometheus.googleapis.com|inference_pool_average_queue_size|gauge", 10),
+    "pool-kv-cache": (
+        "prometheus.googleapis.com|inference_pool_average_kv_cache_utilization|gauge",
+        0.8,
+    ),
+}
 ScalingMetric = Literal[
     "queue-depth",
     "kv-cache",
@@ -236,6 +246,8 @@ ScalingMetric = Literal[
     "running-requests",
     "time-to-first-token",
     "inter-token-latency",
+    "pool-queue-depth",
+    "pool-kv-cache",
 ]
 
 
@@ -385,6 +397,13 @@ class WorkloadSpec(SpecModel):
     def _kind_sections(self) -> WorkloadSpec:
         kind = KINDS[self.kind]
         problems = []
+        if self.scaling.metric in POOL_HPA_METRICS and self.routing.mode != "inference-pool":
+            problems.append(
+                f"scaling.metric {self.scaling.metric!r} reads the endpoint picker's pool "
+                f"averages, which only routing.mode 'inference-pool' has (not "
+                f"{self.routing.mode!r}); use {self.scaling.metric.removeprefix('pool-')!r} "
+                "or set routing.mode: inference-pool"
+            )
         if kind.serves_model and self.model is None:
             problems.append(f"model is required for kind {self.kind!r}")
         if kind.section is not None and getattr(self, kind.section) is None:
