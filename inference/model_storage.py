@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 from pulumi_gcp import storage
@@ -22,10 +22,13 @@ class ModelBucketArgs:
     protected: bool
     labels: dict[str, str]
     project_number: pulumi.Input[str]
+    cache_zones: list[str] = field(default_factory=list)  # Anywhere Cache, one per zone
+    cache_ttl_hours: int = 168
 
 
 class ModelBucket(pulumi.ComponentResource):
-    """A regional bucket with hierarchical namespace, for fast GCS FUSE reads.
+    """A regional bucket with hierarchical namespace, for fast GCS FUSE reads, and
+    optionally Anywhere Cache instances in the zones that read it.
 
     Versioning policy: off. Hierarchical-namespace buckets do not support
     object versioning; accidental deletes are recoverable through soft delete
@@ -57,6 +60,19 @@ class ModelBucket(pulumi.ComponentResource):
             opts=child_options(self, opts, protect=args.protected),
         )
         self.name = self.bucket.name
+        # Anywhere Cache: an SSD read cache in each serving zone, filled on the first read
+        # from that zone, so the second node to load a model reads it from the zone
+        # (admission policy: the deprecated field is left to its only behaviour).
+        self.caches = [
+            storage.AnywhereCache(
+                f"{name}-cache-{zone}",
+                bucket=self.bucket.name,
+                zone=zone,
+                ttl=f"{args.cache_ttl_hours * 3600}s",
+                opts=child_options(self, opts, depends_on=[self.bucket]),
+            )
+            for zone in args.cache_zones
+        ]
         self.register_outputs({"name": self.name})
 
 

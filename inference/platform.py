@@ -88,6 +88,7 @@ class InferencePlatform(pulumi.ComponentResource):
                 child_options(self, opts),
             )
 
+        cache = inf.model_bucket.anywhere_cache
         self.model_bucket = ModelBucket(
             f"{name}-models",
             ModelBucketArgs(
@@ -98,6 +99,8 @@ class InferencePlatform(pulumi.ComponentResource):
                 protected=s.is_production,
                 labels=s.common_labels,
                 project_number=number,
+                cache_zones=list(cache.zones) if cache else [],
+                cache_ttl_hours=cache.ttl_hours if cache else 168,
             ),
             child_options(self, opts),
         )

@@ -311,9 +311,30 @@ class GatewaySettings(StrictModel):
         return self
 
 
+class AnywhereCacheSettings(StrictModel):
+    """SSD-backed zonal read caches of the model bucket (Cloud Storage Anywhere Cache),
+    in the zones the model servers run in (inference.model_storage)."""
+
+    zones: list[Annotated[str, Field(pattern=_ZONE)]] = Field(min_length=1, max_length=10)
+    # Cloud Storage accepts 1 hour to 7 days (default 1 day); weights change only
+    # with a new revision under a new path, so a week keeps a model hot.
+    ttl_hours: int = Field(default=168, ge=1, le=168)
+
+    @pydantic.field_validator("zones")
+    @classmethod
+    def _one_cache_per_zone(cls, value: list[str]) -> list[str]:
+        repeated = sorted({z for z in value if value.count(z) > 1})
+        if repeated:
+            raise ValueError(
+                f"a bucket has at most one cache per zone; {', '.join(repeated)} is listed twice"
+            )
+        return value
+
+
 class ModelBucketSettings(StrictModel):
     name: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]{1,61}[a-z0-9]$")
     soft_delete_days: int = Field(default=7, ge=0, le=90)
+    anywhere_cache: AnywhereCacheSettings | None = None
 
 
 class InferenceSettings(StrictModel):
@@ -550,8 +571,34 @@ def _cluster_problems(cluster: ClusterSettings, region: str | None, add: Adder) 
             add(f"cluster.nodeLocations.{i}", f"zone {zone!r} is not in region {region!r}")
 
 
+def _anywhere_cache_problems(s: PlatformSettings, add: Adder) -> None:
+    """Caches in the bucket's region, and in zones where this cluster runs nodes: a
+    cache serves only reads from its own zone."""
+    cache = s.inference.model_bucket.anywhere_cache
+    if cache is None:
+        return
+    node_zones = set(s.cluster.node_locations or [])
+    for pool in s.inference.node_pools:
+        node_zones |= set(pool.node_locations or [])
+    path = "inference.modelBucket.anywhereCache.zones"
+    for i, zone in enumerate(cache.zones):
+        if s.region and not zone.startswith(f"{s.region}-"):
+            add(
+                f"{path}.{i}",
+                f"zone {zone!r} is not in region {s.region!r}, where the model bucket is "
+                "(a cache must be in a zone of its bucket's location)",
+            )
+        elif s.cluster.node_locations and zone not in node_zones:
+            add(
+                f"{path}.{i}",
+                f"zone {zone!r} has no nodes of this cluster, so nothing would read through "
+                f"its cache; the nodes run in {', '.join(sorted(node_zones))}",
+            )
+
+
 def _inference_problems(s: PlatformSettings, add: Adder) -> None:
     inf = s.inference
+    _anywhere_cache_problems(s, add)
     seen: dict[str, str] = {}
     for i, machine_type in enumerate(inf.accelerators):
         acc, shape = catalog.lookup(machine_type)
