@@ -483,6 +483,7 @@ def test_the_owned_flags_are_every_flag_the_rendered_command_line_sets() -> None
     """OWNED_FLAGS must follow the command line: every flag vllm_container renders."""
     from gke_inference.workloads.kinds import KINDS, deployment_for
     from gke_inference.workloads.pods import vllm_container
+    from gke_inference.workloads.serving_spec import LoraSettings
     from gke_inference.workloads.vllm_server import OWNED_FLAGS, _refused_flag, table
 
     doc = table("0.11.2")
@@ -499,6 +500,12 @@ def test_the_owned_flags_are_every_flag_the_rendered_command_line_sets() -> None
                 sizing, pipeline_parallel=2, quantization="fp8", kv_cache_dtype="fp8", block_size=16
             ),
             dataclasses.replace(sizing, loader="streamer"),
+            dataclasses.replace(
+                sizing,
+                lora=LoraSettings.model_validate(
+                    {"adapters": [{"name": "a", "path": "gs://acme-adapters/a"}]}
+                ),
+            ),
         ]
         for variant in variants:
             args = vllm_container(variant, "registry.example/vllm:1", model="/models").args
@@ -507,6 +514,7 @@ def test_the_owned_flags_are_every_flag_the_rendered_command_line_sets() -> None
     assert rendered - set(OWNED_FLAGS) == set()
     assert {"--model", "--host", "--pipeline-parallel-size", "--block-size"} <= rendered
     assert {"--load-format", "--model-loader-extra-config"} <= rendered
+    assert {"--enable-lora", "--lora-modules", "--max-lora-rank", "--max-loras"} <= rendered
 
 
 @pytest.mark.parametrize(

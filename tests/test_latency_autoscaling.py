@@ -27,7 +27,8 @@ from gke_inference.offline.policy_check import check_resources
 from gke_inference.offline.recording import Plan
 from gke_inference.workloads import latency
 from gke_inference.workloads.kinds import deployment_for
-from gke_inference.workloads.spec import LatencySettings, parse_spec
+from gke_inference.workloads.serving_spec import LatencySettings
+from gke_inference.workloads.spec import parse_spec
 
 REPO = Path(__file__).resolve().parents[1]
 RULES = "kubernetes:monitoring.googleapis.com/v1:Rules"
@@ -215,6 +216,28 @@ def run_promtool(tmp_path: Path, spec: dict[str, object], tests: list[dict[str, 
     return run.stdout + run.stderr if run.returncode else ""
 
 
+def recorded(
+    tmp_path: Path,
+    settings: LatencySettings,
+    series: list[dict[str, str]],
+    expected: dict[str, float],
+) -> str:
+    """Run the rule of ``settings`` for workload "chat" over ``series`` (one scrape per
+    STEP_SECONDS) and compare its value per pod at 5 minutes; promtool's complaint, or "".
+    """
+    record = latency.record_name("time-to-first-token", settings)
+    samples = [
+        {"labels": f'{record}{{pod="{pod}",workload="chat"}}', "value": value}
+        for pod, value in expected.items()
+    ]
+    test = {"expr": record, "eval_time": "5m", "exp_samples": samples}
+    return run_promtool(
+        tmp_path,
+        latency.rules_spec("time-to-first-token", settings, "chat"),
+        [{"interval": f"{STEP_SECONDS}s", "input_series": series, "promql_expr_test": [test]}],
+    )
+
+
 def test_recorded_quantile_per_pod_as_prometheus_evaluates_it(tmp_path: Path) -> None:
     """Pod a: two engines, 10 requests per scrape between them (5 within 0.25 s, 9
     within 0.5 s, all within 0.75 s): p90 is 0.5 s, p95 0.625 s (linear within the
@@ -230,27 +253,7 @@ def test_recorded_quantile_per_pod_as_prometheus_evaluates_it(tmp_path: Path) ->
     ]  # fmt: skip
     for quantile, expected in ((0.9, 0.5), (0.95, 0.625)):
         settings = LatencySettings(quantile=quantile, window_seconds=120)
-        record = latency.record_name("time-to-first-token", settings)
-        failure = run_promtool(
-            tmp_path,
-            latency.rules_spec("time-to-first-token", settings, "chat"),
-            [
-                {
-                    "interval": f"{STEP_SECONDS}s",
-                    "input_series": series,
-                    "promql_expr_test": [
-                        {
-                            "expr": record,
-                            "eval_time": "5m",
-                            "exp_samples": [
-                                {"labels": f'{record}{{pod="chat-a",workload="chat"}}', "value": expected},
-                                {"labels": f'{record}{{pod="chat-b",workload="chat"}}', "value": 0},
-                            ],
-                        }
-                    ],
-                }
-            ],
-        )  # fmt: skip
+        failure = recorded(tmp_path, settings, series, {"chat-a": expected, "chat-b": 0})
         assert failure == "", failure
 
 
@@ -273,26 +276,7 @@ def test_the_window_is_the_rate_window(tmp_path: Path) -> None:
     series.append({"series": f"{TTFT}_count{{{labels}}}", "values": "0+10x16 170+10x3"})
     for window, expected in ((60, 4.375), (290, 0.099)):
         settings = LatencySettings(quantile=0.75, window_seconds=window)
-        record = latency.record_name("time-to-first-token", settings)
-        failure = run_promtool(
-            tmp_path,
-            latency.rules_spec("time-to-first-token", settings, "chat"),
-            [
-                {
-                    "interval": f"{STEP_SECONDS}s",
-                    "input_series": series,
-                    "promql_expr_test": [
-                        {
-                            "expr": record,
-                            "eval_time": "5m",
-                            "exp_samples": [
-                                {"labels": f'{record}{{pod="chat-a",workload="chat"}}', "value": expected}
-                            ],
-                        }
-                    ],
-                }
-            ],
-        )  # fmt: skip
+        failure = recorded(tmp_path, settings, series, {"chat-a": expected})
         assert failure == "", failure
 
 

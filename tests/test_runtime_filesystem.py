@@ -88,12 +88,17 @@ def inside(rootfs: Path, path: str) -> Path:
     return rootfs / path.lstrip("/")
 
 
-@pytest.mark.parametrize("name", FUSE_CASES)
-def test_server_model_path_holds_the_checkpoint(name: str, tmp_path: Path) -> None:
+def laid_out(name: str, tmp_path: Path) -> tuple[Case, Path]:
+    """The case, and its weights laid out in a stand-in for Cloud Storage."""
     c = case(name)
     gcs = tmp_path / "gcs"
-    bucket, path = written_location(c)
-    lay_out_bucket(gcs, bucket, path)
+    lay_out_bucket(gcs, *written_location(c))
+    return c, gcs
+
+
+@pytest.mark.parametrize("name", FUSE_CASES)
+def test_server_model_path_holds_the_checkpoint(name: str, tmp_path: Path) -> None:
+    c, gcs = laid_out(name, tmp_path)
     for pod in c.serving_pods():
         server = container(pod, "server")
         rootfs = container_view(tmp_path, gcs, pod, server)
@@ -119,10 +124,7 @@ def test_streamer_reads_the_checkpoint_where_the_weights_are(name: str, tmp_path
     """No mount: the server's ``--model`` is the weights' gs:// folder. vLLM pulls
     ``*.json``/``*.model``/``*.py`` from it (config, tokenizer) and streams every
     ``*.safetensors`` (vllm config/model.py, model_loader/runai_streamer_loader.py)."""
-    c = case(name)
-    gcs = tmp_path / "gcs"
-    bucket, path = written_location(c)
-    lay_out_bucket(gcs, bucket, path)
+    c, gcs = laid_out(name, tmp_path)
     for pod in c.serving_pods():
         server = container(pod, "server")
         assert "model" not in {m["name"] for m in server["volumeMounts"]}
@@ -137,10 +139,7 @@ def test_streamer_reads_the_checkpoint_where_the_weights_are(name: str, tmp_path
 
 @pytest.mark.parametrize("name", FUSE_CASES)
 def test_prefetch_reads_the_shards_the_server_loads(name: str, tmp_path: Path) -> None:
-    c = case(name)
-    gcs = tmp_path / "gcs"
-    bucket, path = written_location(c)
-    lay_out_bucket(gcs, bucket, path)
+    c, gcs = laid_out(name, tmp_path)
     fake_bin = tmp_path / "bin"
     fake_bin.mkdir()
     log = tmp_path / "reads.log"

@@ -21,7 +21,8 @@ from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
 
 from gke_inference.workloads import latency
 from gke_inference.workloads.kinds import PRODUCTION_ENVIRONMENT
-from gke_inference.workloads.spec import LATENCY_HPA_METRICS, POOL_HPA_METRICS, WorkloadSpec
+from gke_inference.workloads.serving_spec import LATENCY_HPA_METRICS, POOL_HPA_METRICS
+from gke_inference.workloads.spec import WorkloadSpec
 
 
 @dataclass(frozen=True)

@@ -38,8 +38,8 @@ from typing import Any
 
 import yaml
 
+from gke_inference.workloads.serving_spec import ScorerWeights
 from gke_inference.workloads.sizing import Sizing
-from gke_inference.workloads.spec import ScorerWeights
 
 API_VERSION = "inference.networking.x-k8s.io/v1alpha1"
 KIND = "EndpointPickerConfig"
@@ -50,6 +50,8 @@ SCORERS = {
     "prefix_cache": "prefix-cache-scorer",
 }
 PROFILE = "default"
+LORA_SCORER = "lora-affinity-scorer"
+LORA_WEIGHT = 1.0  # the picker's DefaultScorerWeight
 # the JSON tags of approximateprefix.config (types.go), the only keys it reads
 PREFIX_PARAMETERS = {
     "autoTune": bool,
@@ -85,6 +87,11 @@ def picker_config(weights: ScorerWeights, sizing: Sizing) -> dict[str, Any]:
             spec["parameters"] = prefix_parameters(sizing)
         plugins.append(spec)
         profile.append({"pluginRef": plugin, "weight": weight})
+    if sizing.lora is not None:
+        # prefer replicas where the request's adapter is already in a GPU slot, or one is
+        # free (vllm:lora_requests_info); no weight is spec'd for it: the picker's 1
+        plugins.append({"type": LORA_SCORER})
+        profile.append({"pluginRef": LORA_SCORER, "weight": LORA_WEIGHT})
     return {
         "apiVersion": API_VERSION,
         "kind": KIND,

@@ -36,6 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gke_inference.inference import catalog
+from gke_inference.workloads.serving_spec import LoraSettings
 from gke_inference.workloads.spec import Architecture
 
 GIB = 1024**3
@@ -107,10 +108,17 @@ class Need:
     kv_cache_dtype: str
     context: int
     concurrency: int
+    lora: LoraSettings | None = None  # adapter slots (workloads.lora)
 
     @property
     def weights(self) -> float:
         return weights_bytes(self.arch, self.precision)
+
+    def adapters(self, tp: int) -> float:
+        """GPU memory of the LoRA adapter slots across the replica (0 without LoRA)."""
+        from gke_inference.workloads.lora import lora_bytes
+
+        return 0.0 if self.lora is None else float(lora_bytes(self.arch, self.lora, tp))
 
     def kv(self, tp: int, kind: str) -> float:
         return self.concurrency * kv_bytes_per_sequence(
@@ -118,7 +126,7 @@ class Need:
         )
 
     def total(self, tp: int, kind: str) -> float:
-        return self.weights + self.kv(tp, kind)
+        return self.weights + self.adapters(tp) + self.kv(tp, kind)
 
 
 @dataclass(frozen=True)
@@ -177,7 +185,7 @@ def nearest_fits(need: Need, limit: int = 5) -> list[str]:
             if precision == "fp8" and not acc.fp8:
                 continue
             kv_dtype = need.kv_cache_dtype if acc.fp8 else "auto"
-            other = Need(need.arch, precision, kv_dtype, need.context, need.concurrency)
+            other = Need(need.arch, precision, kv_dtype, need.context, need.concurrency, need.lora)
             layout = fit_layout(acc, other)
             if layout is None or layout.pipeline_parallel > 1:
                 continue

@@ -155,7 +155,7 @@ PRODUCTION_MIN_REPLICAS = 2
 def scaling_problems(spec: WorkloadSpec, sizing: Sizing) -> list[Problem]:
     """HPA targets that the server's own limits make unreachable (they never scale up)."""
     from gke_inference.workloads.latency import scaling_target
-    from gke_inference.workloads.spec import LATENCY_HPA_METRICS
+    from gke_inference.workloads.serving_spec import LATENCY_HPA_METRICS
 
     scaling = spec.scaling
     target = scaling_target(spec)

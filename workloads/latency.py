@@ -42,13 +42,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gke_inference.workloads.spec import (
+from gke_inference.workloads.serving_spec import (
     LATENCY_HPA_METRICS,
     POOL_HPA_METRICS,
     VLLM_HPA_METRICS,
     LatencySettings,
-    WorkloadSpec,
 )
+from gke_inference.workloads.spec import WorkloadSpec
 
 # The platform PodMonitoring's target label holding the pod's app.kubernetes.io/name.
 WORKLOAD_LABEL = "workload"

@@ -46,6 +46,7 @@ from gke_inference.workloads.lifecycle import (
     user_env,
 )
 from gke_inference.workloads.loading import startup_seconds
+from gke_inference.workloads.lora import ADAPTER_MOUNT
 from gke_inference.workloads.platform_ref import PlatformRef
 from gke_inference.workloads.sizing import (
     MODEL_MOUNT,
@@ -54,6 +55,8 @@ from gke_inference.workloads.sizing import (
 )
 from gke_inference.workloads.spec import WorkloadSpec
 from gke_inference.workloads.storage import (
+    adapter_volumes,
+    adapters,
     fuse_annotations,
     model_location,
     model_volume,
@@ -259,6 +262,12 @@ def vllm_container(
     ]
     if sizing.loader == "fuse":
         mounts.insert(0, VolumeMountArgs(name="model", mount_path=MODEL_MOUNT, read_only=True))
+    mounts += [
+        VolumeMountArgs(
+            name=volume.name, mount_path=f"{ADAPTER_MOUNT}/{adapter.name}", read_only=True
+        )
+        for adapter, volume in zip(adapters(sizing), adapter_volumes(sizing), strict=True)
+    ]
     if sizing.accelerator.kind == "tpu":
         mounts.append(VolumeMountArgs(name="xla-cache", mount_path=XLA_CACHE_MOUNT))
     return ContainerArgs(
@@ -403,6 +412,7 @@ def model_server_pod(
     neither (workloads.loading). The grace period outlasts the servers' drain."""
     fuse = sizing.loader == "fuse"
     own = [model_volume(platform, sizing)] if fuse else []
+    own += adapter_volumes(sizing)
     if sizing.accelerator.kind == "tpu":
         own.append(xla_cache_volume(platform, sizing, vllm_version))
     uses_fuse = any(v.csi is not None for v in [*own, *(volumes or [])])

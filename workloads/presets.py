@@ -3,7 +3,9 @@
 A spec may name a preset instead of repeating these numbers. Parameters are
 the total count in billions; the other fields are ``num_hidden_layers``,
 ``num_attention_heads``, ``num_key_value_heads``, ``head_dim``,
-``max_position_embeddings``, ``sliding_window`` and ``sliding_window_pattern``.
+``max_position_embeddings``, ``sliding_window`` and ``sliding_window_pattern``,
+and (for LoRA slots, workloads.lora) ``hidden_size`` and ``intermediate_size``
+(Gemma 3 4B and 27B: of their ``text_config``).
 """
 
 from __future__ import annotations
@@ -25,8 +27,13 @@ def _arch(
     max_context: int,
     sliding_window: int | None = None,
     sliding_window_pattern: int | None = None,
+    *,
+    hidden: int,
+    intermediate: int,
 ) -> dict[str, Any]:
     return {
+        "hidden_size": hidden,
+        "intermediate_size": intermediate,
         "parameters_billions": parameters_billions,
         "layers": layers,
         "attention_heads": attention_heads,
@@ -44,15 +51,17 @@ def _arch(
 # full attention in every layer (Qwen2.5 and Mistral v0.3 ship
 # use_sliding_window false / sliding_window null).
 PRESETS: dict[str, dict[str, Any]] = {
-    "gemma-2-9b": _arch(9.24, 42, 16, 8, 256, 8_192, 4_096, 2),
-    "gemma-3-1b": _arch(1.0, 26, 4, 1, 256, 32_768, 512, 6),
-    "gemma-3-4b": _arch(4.3, 34, 8, 4, 256, 131_072, 1_024, 6),
-    "gemma-3-27b": _arch(27.4, 62, 32, 16, 128, 131_072, 1_024, 6),
-    "llama-3.1-8b": _arch(8.03, 32, 32, 8, 128, 131_072),
-    "llama-3.3-70b": _arch(70.6, 80, 64, 8, 128, 131_072),
-    "qwen3-32b": _arch(32.8, 64, 64, 8, 128, 40_960),
-    "qwen2.5-7b": _arch(7.6, 28, 28, 4, 128, 32_768),
-    "mistral-7b-v0.3": _arch(7.25, 32, 32, 8, 128, 32_768),
+    "gemma-2-9b": _arch(9.24, 42, 16, 8, 256, 8_192, 4_096, 2, hidden=3_584, intermediate=14_336),
+    "gemma-3-1b": _arch(1.0, 26, 4, 1, 256, 32_768, 512, 6, hidden=1_152, intermediate=6_912),
+    "gemma-3-4b": _arch(4.3, 34, 8, 4, 256, 131_072, 1_024, 6, hidden=2_560, intermediate=10_240),
+    "gemma-3-27b": _arch(
+        27.4, 62, 32, 16, 128, 131_072, 1_024, 6, hidden=5_376, intermediate=21_504
+    ),
+    "llama-3.1-8b": _arch(8.03, 32, 32, 8, 128, 131_072, hidden=4_096, intermediate=14_336),
+    "llama-3.3-70b": _arch(70.6, 80, 64, 8, 128, 131_072, hidden=8_192, intermediate=28_672),
+    "qwen3-32b": _arch(32.8, 64, 64, 8, 128, 40_960, hidden=5_120, intermediate=25_600),
+    "qwen2.5-7b": _arch(7.6, 28, 28, 4, 128, 32_768, hidden=3_584, intermediate=18_944),
+    "mistral-7b-v0.3": _arch(7.25, 32, 32, 8, 128, 32_768, hidden=4_096, intermediate=14_336),
 }
 
 

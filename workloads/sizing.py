@@ -43,8 +43,10 @@ from gke_inference.workloads.fit import (
     usable_bytes_per_device,
 )
 from gke_inference.workloads.loading import Loader, loader_args, loader_problems, startup_rows
+from gke_inference.workloads.lora import lora_args, lora_problems, lora_rows, lora_span_problems
 from gke_inference.workloads.presets import resolve_architecture
 from gke_inference.workloads.quantization import quantization_flag, quantization_problems
+from gke_inference.workloads.serving_spec import LoraSettings
 from gke_inference.workloads.spec import Architecture, WorkloadSpec
 
 MODEL_MOUNT = "/models"  # the model's folder is the mount root (only-dir)
@@ -106,6 +108,8 @@ class Sizing:
     model_path: str  # what the server is given: the mount root (MODEL_MOUNT)
     loader: Loader  # how the weights reach it (workloads.loading)
     served_model_name: str
+    lora: LoraSettings | None  # adapters served beside the model (workloads.lora)
+    lora_gib: float  # their GPU slots across the replica
     # the attention backend vLLM will use (workloads.attention); pinned: set through
     # VLLM_ATTENTION_BACKEND, else vLLM's own choice, predicted
     attention: attention.Choice
@@ -137,8 +141,9 @@ class Sizing:
 
     @property
     def kv_budget_gib(self) -> float:
-        """What vLLM gives the KV cache: usable memory minus the weights."""
-        return self.usable_gib - self.weights_gib
+        """What vLLM gives the KV cache: usable memory minus the weights (and the LoRA
+        adapter slots, which its memory profile runs)."""
+        return self.usable_gib - self.weights_gib - self.lora_gib
 
     @property
     def headroom_gib(self) -> float:
@@ -171,7 +176,7 @@ class Sizing:
             args.append(f"--kv-cache-dtype={self.kv_cache_dtype}")
         if self.block_size:
             args.append(f"--block-size={self.block_size}")
-        return args + loader_args(self) + self.extra_args
+        return args + loader_args(self) + lora_args(self.lora) + self.extra_args
 
     def table(self) -> str:
         acc = self.accelerator
@@ -193,7 +198,8 @@ class Sizing:
             ),
             ("usable per replica", f"{self.usable_gib:.1f} GiB"),
             ("weights", f"{self.weights_gib:.1f} GiB"),
-            ("KV cache budget", f"{self.kv_budget_gib:.1f} GiB (usable - weights)"),
+            *lora_rows(self.lora, self.lora_gib),
+            ("KV cache budget", f"{self.kv_budget_gib:.1f} GiB (usable - weights - LoRA)"),
             (
                 "KV cache per token",
                 f"{self.kv_bytes_per_token / 1024:.1f} KiB (full attention"
@@ -369,18 +375,22 @@ def size(spec: WorkloadSpec, devices: int | None = None) -> Sizing:
     if arch is None or spec.model is None:
         raise SpecError(f"Cannot size workload {spec.name!r}", [Problem("model", "is required")])
     tp = devices if devices is not None else spec.tensor_parallel
-    problems = _input_problems(spec, arch, tp)
+    problems = _input_problems(spec, arch, tp) + lora_problems(spec, arch)
     backend = attention.for_spec(spec, arch.head_dim)
     if isinstance(backend, Problem):
         problems.append(backend)
     if problems:
         raise SpecError(f"Cannot size workload {spec.name!r}", problems)
     assert isinstance(backend, attention.Choice)
-    need = Need(arch, spec.precision, spec.kv_cache_dtype, spec.context_length, spec.concurrency)
+    need = Need(
+        arch, spec.precision, spec.kv_cache_dtype, spec.context_length, spec.concurrency, spec.lora
+    )
     layout = fit_layout(acc, need, tp)
     if layout is None:
         raise _does_not_fit(spec, need, tp)
-    problems = loader_problems(spec, layout.pipeline_parallel)
+    problems = loader_problems(spec, layout.pipeline_parallel) + lora_span_problems(
+        spec, layout.pipeline_parallel
+    )
     if problems:
         raise SpecError(f"Cannot size workload {spec.name!r}", problems)
     degree = layout.tensor_parallel
@@ -395,7 +405,8 @@ def size(spec: WorkloadSpec, devices: int | None = None) -> Sizing:
         min(TYPICAL_REQUEST_TOKENS, spec.context_length),
         acc.kind,
     )
-    held = int((usable_total - need.weights) // typical)
+    adapters = need.adapters(degree)
+    held = int((usable_total - need.weights - adapters) // typical)
     max_num_seqs = max(spec.concurrency, min(vllm_default_max_num_seqs(acc), held))
     model = spec.model
     return Sizing(
@@ -410,6 +421,8 @@ def size(spec: WorkloadSpec, devices: int | None = None) -> Sizing:
         typical_sequence_bytes=typical,
         kv_cache_gib=need.kv(degree, acc.kind) / GIB,
         usable_gib=usable_total / GIB,
+        lora=spec.lora,
+        lora_gib=adapters / GIB,
         gpu_memory_utilization=memory_utilization(acc),
         max_model_len=spec.context_length,
         max_num_seqs=max_num_seqs,
@@ -436,7 +449,14 @@ def alternatives(spec: WorkloadSpec) -> list[str]:
     if arch is None:
         return []
     return nearest_fits(
-        Need(arch, spec.precision, spec.kv_cache_dtype, spec.context_length, spec.concurrency)
+        Need(
+            arch,
+            spec.precision,
+            spec.kv_cache_dtype,
+            spec.context_length,
+            spec.concurrency,
+            spec.lora,
+        )
     )
 
 

@@ -17,11 +17,20 @@ from pydantic import Field
 
 from gke_inference.core import safe_yaml
 from gke_inference.core.errors import Problem, SpecError, show_value
-from gke_inference.core.validation import StrictModel, describe_pattern, problems_from
+from gke_inference.core.validation import describe_pattern, problems_from
 from gke_inference.inference import catalog
 from gke_inference.workloads.attention import AttentionBackendName
 from gke_inference.workloads.kinds import KINDS
 from gke_inference.workloads.loading import Loader
+from gke_inference.workloads.serving_spec import (
+    POOL_HPA_METRICS,
+    LoraSettings,
+    RoutingSettings,
+    ScalingSettings,
+)
+from gke_inference.workloads.spec_types import GCS_PREFIX as _GCS_PREFIX
+from gke_inference.workloads.spec_types import GcsPath, SpecModel
+from gke_inference.workloads.spec_types import exact_int as _exact_int
 from gke_inference.workloads.vllm_server import (
     flag_problems,
     platform_flag_problems,
@@ -43,46 +52,6 @@ _IMAGE = describe_pattern(
     "a container image with a registry, a repository and a pinned tag, digest or both "
     "(name:tag@sha256:<64 hex>)",
 )
-_GCS_PREFIX = describe_pattern(
-    r"^gs://[a-z0-9][a-z0-9._-]{1,61}[a-z0-9](/[^\s]*)?$", "a gs://bucket/prefix path"
-)
-
-
-def _gcs_segments(value: str) -> str:
-    """A gs:// id or prefix names one place: no ``.``, ``..`` or empty path segments.
-
-    The path becomes a FUSE mount's only-dir and the server's ``--model`` path,
-    where ``..`` would climb out of the mount. One trailing ``/`` is accepted.
-    """
-    if value.startswith("gs://"):
-        path = value.removeprefix("gs://").partition("/")[2]
-        segments = path.removesuffix("/").split("/") if path else []
-        bad = [s for s in segments if s in ("", ".", "..")]
-        if bad:
-            shown = "an empty segment (//)" if bad[0] == "" else f"a {bad[0]!r} segment"
-            raise ValueError(
-                f"a gs:// path must not contain {shown}; accepted: gs://bucket/dir/... "
-                "with plain names"
-            )
-    return value
-
-
-GcsPath = Annotated[str, pydantic.AfterValidator(_gcs_segments)]
-
-
-def _exact_int(value: Any) -> Any:
-    """Literal[1, 2, ...] would take True and 2.0 (they compare equal): only an int."""
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError(f"Input should be an integer, not {type(value).__name__}")
-    return value
-
-
-class SpecModel(StrictModel):
-    """Base of every spec section: strict types (no bool -> int, no "16" -> 16)."""
-
-    model_config = pydantic.ConfigDict(strict=True)
-
-
 Precision = Literal["bf16", "fp16", "fp8", "int8", "int4"]
 QuantizationMethod = Literal["fp8", "awq", "gptq", "compressed-tensors", "bitsandbytes"]
 
@@ -112,6 +81,9 @@ class Architecture(SpecModel):
     # Gemma 3: 6, every sixth layer global; unset: every layer slides).
     sliding_window: int | None = Field(default=None, gt=0, le=10_000_000)
     sliding_window_pattern: int | None = Field(default=None, ge=2, le=512)
+    # config.json hidden_size and intermediate_size: the LoRA slots' size (workloads.lora)
+    hidden_size: int | None = Field(default=None, gt=0, le=131_072)
+    intermediate_size: int | None = Field(default=None, gt=0, le=524_288)
 
     @pydantic.model_validator(mode="after")
     def _heads(self) -> Architecture:
@@ -218,110 +190,6 @@ class ServerSettings(SpecModel):
         return self
 
 
-# HPA metric per spec choice: Cloud Monitoring name of the Managed Prometheus
-# series (through the custom metrics adapter), and the default per-pod target.
-VLLM_HPA_METRICS: dict[str, tuple[str, float]] = {
-    "queue-depth": ("prometheus.googleapis.com|vllm:num_requests_waiting|gauge", 10),
-    "kv-cache": ("prometheus.googleapis.com|vllm:kv_cache_usage_perc|gauge", 0.8),
-    "requests-per-second": ("prometheus.googleapis.com|vllm:request_success_total|counter", 5),
-    "running-requests": ("prometheus.googleapis.com|vllm:num_requests_running|gauge", 32),
-}
-# Latency metrics are not series vLLM exports but per-pod quantiles of its
-# histograms, recorded by a Managed Prometheus rule (workloads.latency).
-LATENCY_HPA_METRICS = ("time-to-first-token", "inter-token-latency")
-# The endpoint picker's own averages over its pool (gateway-api-inference-extension
-# v1.5.0 pkg/epp/metrics: gauges labelled by the pool's name), an external metric:
-# spec choice -> (Cloud Monitoring name, default target).
-POOL_HPA_METRICS: dict[str, tuple[str, float]] = {
-    "pool-queue-depth": ("prometheus.googleapis.com|inference_pool_average_queue_size|gauge", 10),
-    "pool-kv-cache": (
-        "prometheus.googleapis.com|inference_pool_average_kv_cache_utilization|gauge",
-        0.8,
-    ),
-}
-ScalingMetric = Literal[
-    "queue-depth",
-    "kv-cache",
-    "requests-per-second",
-    "running-requests",
-    "time-to-first-token",
-    "inter-token-latency",
-    "pool-queue-depth",
-    "pool-kv-cache",
-]
-
-
-class LatencySettings(SpecModel):
-    """The quantile of a latency histogram the HPA follows, per pod, over a window."""
-
-    # p50..p99: a 2-minute window at 2 requests/s holds 240 samples per pod; a p99.9
-    # would rest on the slowest fraction of one of them.
-    quantile: float = Field(default=0.9, ge=0.5, le=0.99)
-    # rate() needs at least 4 scrapes in its window (Managed Prometheus scrapes the
-    # model servers every 15 s); past 10 minutes the HPA reacts to the past.
-    window_seconds: int = Field(default=120, ge=60, le=600)
-
-
-class ScalingSettings(SpecModel):
-    min_replicas: int = Field(default=1, ge=1, le=100)
-    max_replicas: int = Field(default=3, ge=1, le=100)
-    metric: ScalingMetric = "queue-depth"
-    target: float | None = Field(default=None, gt=0)
-    latency: LatencySettings | None = None
-    scale_down_stabilization_seconds: int = Field(default=300, ge=0, le=3600)
-
-    @pydantic.model_validator(mode="after")
-    def _bounds(self) -> ScalingSettings:
-        if self.max_replicas < self.min_replicas:
-            raise ValueError("maxReplicas must be >= minReplicas")
-        if self.latency is not None and self.metric not in LATENCY_HPA_METRICS:
-            raise ValueError(
-                f"latency is for metric {' or '.join(LATENCY_HPA_METRICS)}, not "
-                f"{self.metric!r}: remove it or change the metric"
-            )
-        return self
-
-    @property
-    def latency_window(self) -> LatencySettings:
-        """The latency quantile and window (the defaults when the spec gives none)."""
-        return self.latency if self.latency is not None else LatencySettings()
-
-
-class ScorerWeights(SpecModel):
-    """The endpoint picker's scorer weights (workloads.epp_config); the defaults are the
-    pinned picker's own (gateway-api-inference-extension v1.5.0 loadDefaultConfig)."""
-
-    queue: float = Field(default=2.0, ge=0, le=100)
-    kv_cache: float = Field(default=2.0, ge=0, le=100)
-    prefix_cache: float = Field(default=3.0, ge=0, le=100)
-
-    @pydantic.model_validator(mode="after")
-    def _one_scores(self) -> ScorerWeights:
-        if self.queue == self.kv_cache == self.prefix_cache == 0:
-            raise ValueError("at least one scorer needs a weight above 0")
-        return self
-
-
-class RoutingSettings(SpecModel):
-    mode: Literal["service", "inference-pool"] = "service"
-    path_prefix: str | None = Field(default=None, pattern=r"^/[A-Za-z0-9/_-]*$")
-    # inference-pool only: how the endpoint picker weighs its scorers
-    scorers: ScorerWeights | None = None
-
-    @pydantic.model_validator(mode="after")
-    def _scorers_need_a_picker(self) -> RoutingSettings:
-        if self.scorers is not None and self.mode != "inference-pool":
-            raise ValueError(
-                f"scorers weigh the endpoint picker of mode 'inference-pool', not {self.mode!r}: "
-                "remove them or set mode: inference-pool"
-            )
-        return self
-
-    @property
-    def scorer_weights(self) -> ScorerWeights:
-        return self.scorers if self.scorers is not None else ScorerWeights()
-
-
 class BatchSettings(SpecModel):
     input: GcsPath = Field(pattern=_GCS_PREFIX)
     output: GcsPath = Field(pattern=_GCS_PREFIX)
@@ -391,6 +259,7 @@ class WorkloadSpec(SpecModel):
     batch: BatchSettings | None = None
     streaming: StreamingSettings | None = None
     comfyui: ComfyUISettings | None = None
+    lora: LoraSettings | None = None
     hugging_face_token_secret: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,255}$")
 
     @pydantic.model_validator(mode="after")
@@ -417,6 +286,8 @@ class WorkloadSpec(SpecModel):
             )
         if kind.gpu_only and acc.kind == "tpu":
             problems.append(f"{kind.component} needs a GPU accelerator")
+        if self.lora is not None and not kind.serves_model:
+            problems.append(f"lora adapters need a model server; kind {self.kind!r} has none")
         if problems:
             raise ValueError("; ".join(problems))
         return self

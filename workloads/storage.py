@@ -26,6 +26,7 @@ from gke_inference.workloads.lifecycle import (
     RUN_AS,
 )
 from gke_inference.workloads.platform_ref import PlatformRef
+from gke_inference.workloads.serving_spec import LoraAdapter
 from gke_inference.workloads.sizing import (
     XLA_CACHE_PREFIX,
     Sizing,
@@ -123,7 +124,32 @@ def serving_buckets(platform: PlatformRef, sizing: Sizing) -> list[tuple[pulumi.
     if sizing.loader == "streamer":
         # the streamer's GCS client lists through buckets.get (workloads.loading)
         grants.append((model_bucket(platform, sizing), "bucket-metadata"))
+    for bucket in dict.fromkeys(bucket_of(a.path) for a in adapters(sizing)):
+        if bucket not in buckets:
+            grants.append((bucket, "read"))
     return grants
+
+
+def bucket_of(uri: str) -> str:
+    return uri.removeprefix("gs://").split("/", 1)[0]
+
+
+def adapters(sizing: Sizing) -> list[LoraAdapter]:
+    return list(sizing.lora.adapters) if sizing.lora is not None else []
+
+
+def adapter_volumes(sizing: Sizing) -> list[VolumeArgs]:
+    """Each LoRA adapter's folder, read-only and cached, the mount root (workloads.lora)."""
+    return [
+        fuse_volume(
+            f"adapter-{index}",
+            bucket_of(adapter.path),
+            only_dir=adapter.path.removeprefix("gs://").partition("/")[2].strip("/"),
+            read_only=True,
+            cached=True,
+        )
+        for index, adapter in enumerate(adapters(sizing))
+    ]
 
 
 def xla_cache_prefix(sizing: Sizing, vllm_version: str) -> str:

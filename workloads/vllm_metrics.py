@@ -77,6 +77,7 @@ _TABLE: tuple[tuple[str, str, str, str, str], ...] = (
     ("vllm:generation_tokens_total",              "counter",   "",       "",     ""),
     ("vllm:request_success_total",                "counter",   "",       "",     ""),
     ("vllm:cache_config_info",                    "gauge",     "",       "",     ""),
+    ("vllm:lora_requests_info",                   "gauge",     "",       "",     ""),
     ("vllm:iteration_tokens_total",               "histogram", "",       "",     ""),
     ("vllm:time_to_first_token_seconds",          "histogram", "",       "",     ""),
     ("vllm:time_per_output_token_seconds",        "histogram", "",       "0.12", "0.13"),

@@ -118,6 +118,10 @@ OWNED_FLAGS: dict[str, str] = {
     "--kv-cache-dtype": "kvCacheDtype",
     "--block-size": "the sizing",
     "--load-format": "model.loader",
+    "--enable-lora": "lora",
+    "--lora-modules": "lora.adapters",
+    "--max-lora-rank": "lora.maxRank",
+    "--max-loras": "lora.maxLoras",
     "--model-loader-extra-config": "model.loader (the streamer's concurrency and buffer)",
 }
 
