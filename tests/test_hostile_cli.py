@@ -483,7 +483,7 @@ def test_the_owned_flags_are_every_flag_the_rendered_command_line_sets() -> None
     """OWNED_FLAGS must follow the command line: every flag vllm_container renders."""
     from gke_inference.workloads.kinds import KINDS, deployment_for
     from gke_inference.workloads.pods import vllm_container
-    from gke_inference.workloads.serving_spec import LoraSettings
+    from gke_inference.workloads.serving_spec import LoraSettings, SpeculativeSettings
     from gke_inference.workloads.vllm_server import OWNED_FLAGS, _refused_flag, table
 
     doc = table("0.11.2")
@@ -505,6 +505,7 @@ def test_the_owned_flags_are_every_flag_the_rendered_command_line_sets() -> None
                 lora=LoraSettings.model_validate(
                     {"adapters": [{"name": "a", "path": "gs://acme-adapters/a"}]}
                 ),
+                speculative=SpeculativeSettings.model_validate({"method": "ngram"}),
             ),
         ]
         for variant in variants:
@@ -515,6 +516,7 @@ def test_the_owned_flags_are_every_flag_the_rendered_command_line_sets() -> None
     assert {"--model", "--host", "--pipeline-parallel-size", "--block-size"} <= rendered
     assert {"--load-format", "--model-loader-extra-config"} <= rendered
     assert {"--enable-lora", "--lora-modules", "--max-lora-rank", "--max-loras"} <= rendered
+    assert "--speculative-config" in rendered
 
 
 @pytest.mark.parametrize(

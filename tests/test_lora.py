@@ -213,7 +213,7 @@ def test_lora_needs_a_model_server() -> None:
     }
     with pytest.raises(SpecError) as info:
         parse_spec(data)
-    assert "lora adapters need a model server" in info.value.problems[0].message
+    assert "lora needs a model server" in info.value.problems[0].message
 
 
 def test_module_doc_examples_hold() -> None:

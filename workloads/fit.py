@@ -36,7 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gke_inference.inference import catalog
-from gke_inference.workloads.serving_spec import LoraSettings
+from gke_inference.workloads.serving_spec import LoraSettings, SpeculativeSettings
 from gke_inference.workloads.spec import Architecture
 
 GIB = 1024**3
@@ -109,6 +109,7 @@ class Need:
     context: int
     concurrency: int
     lora: LoraSettings | None = None  # adapter slots (workloads.lora)
+    speculative: SpeculativeSettings | None = None  # a draft head (workloads.speculative)
 
     @property
     def weights(self) -> float:
@@ -125,8 +126,20 @@ class Need:
             self.arch, self.kv_cache_dtype, tp, self.context, kind
         )
 
+    @property
+    def draft(self) -> float:
+        """GPU memory of a speculative draft head across the replica (0 without one)."""
+        from gke_inference.workloads.speculative import draft_bytes
+
+        tokens = self.concurrency * self.context
+        return draft_bytes(self.arch, self.speculative, self.kv_cache_dtype, tokens)
+
+    def extras(self, tp: int) -> float:
+        """What the replica holds besides weights and KV: LoRA slots, a draft head."""
+        return self.adapters(tp) + self.draft
+
     def total(self, tp: int, kind: str) -> float:
-        return self.weights + self.adapters(tp) + self.kv(tp, kind)
+        return self.weights + self.extras(tp) + self.kv(tp, kind)
 
 
 @dataclass(frozen=True)
@@ -185,7 +198,15 @@ def nearest_fits(need: Need, limit: int = 5) -> list[str]:
             if precision == "fp8" and not acc.fp8:
                 continue
             kv_dtype = need.kv_cache_dtype if acc.fp8 else "auto"
-            other = Need(need.arch, precision, kv_dtype, need.context, need.concurrency, need.lora)
+            other = Need(
+                need.arch,
+                precision,
+                kv_dtype,
+                need.context,
+                need.concurrency,
+                need.lora,
+                need.speculative,
+            )
             layout = fit_layout(acc, other)
             if layout is None or layout.pipeline_parallel > 1:
                 continue

@@ -54,9 +54,11 @@ from gke_inference.workloads.sizing import (
     Sizing,
 )
 from gke_inference.workloads.spec import WorkloadSpec
+from gke_inference.workloads.speculative import DRAFT_MOUNT
 from gke_inference.workloads.storage import (
     adapter_volumes,
     adapters,
+    draft_volumes,
     fuse_annotations,
     model_location,
     model_volume,
@@ -268,6 +270,10 @@ def vllm_container(
         )
         for adapter, volume in zip(adapters(sizing), adapter_volumes(sizing), strict=True)
     ]
+    mounts += [
+        VolumeMountArgs(name=volume.name, mount_path=DRAFT_MOUNT, read_only=True)
+        for volume in draft_volumes(sizing)
+    ]
     if sizing.accelerator.kind == "tpu":
         mounts.append(VolumeMountArgs(name="xla-cache", mount_path=XLA_CACHE_MOUNT))
     return ContainerArgs(
@@ -412,7 +418,7 @@ def model_server_pod(
     neither (workloads.loading). The grace period outlasts the servers' drain."""
     fuse = sizing.loader == "fuse"
     own = [model_volume(platform, sizing)] if fuse else []
-    own += adapter_volumes(sizing)
+    own += [*adapter_volumes(sizing), *draft_volumes(sizing)]
     if sizing.accelerator.kind == "tpu":
         own.append(xla_cache_volume(platform, sizing, vllm_version))
     uses_fuse = any(v.csi is not None for v in [*own, *(volumes or [])])

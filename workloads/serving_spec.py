@@ -1,4 +1,4 @@
-"""The serving sections of the workload spec: scaling, routing and LoRA adapters.
+"""The serving sections of the workload spec: scaling, routing, LoRA, speculative decoding.
 
 Kept apart from workloads.spec (which composes them into WorkloadSpec) so each
 reads in one sitting; the metric tables are what workloads.latency and
@@ -148,3 +148,33 @@ class RoutingSettings(SpecModel):
     @property
     def scorer_weights(self) -> ScorerWeights:
         return self.scorers if self.scorers is not None else ScorerWeights()
+
+
+class DraftHead(SpecModel):
+    """An EAGLE head's checkpoint (workloads.speculative)."""
+
+    path: GcsPath = Field(pattern=GCS_PREFIX)  # the head's folder (config.json, weights)
+    parameters_billions: float = Field(gt=0, le=20)
+
+
+class SpeculativeSettings(SpecModel):
+    """Speculative decoding (workloads.speculative)."""
+
+    method: Literal["ngram", "eagle", "eagle3"]
+    tokens: int = Field(default=3, ge=1, le=8)  # num_speculative_tokens
+    lookup_min: int = Field(default=2, ge=1, le=16)  # ngram window, in tokens
+    lookup_max: int = Field(default=5, ge=1, le=16)
+    draft: DraftHead | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _method_needs(self) -> SpeculativeSettings:
+        if self.method == "ngram" and self.draft is not None:
+            raise ValueError("ngram proposes from the prompt itself: remove draft")
+        if self.method != "ngram" and self.draft is None:
+            raise ValueError(f"{self.method} needs draft (the head's gs:// folder and size)")
+        if self.lookup_min > self.lookup_max:
+            raise ValueError(
+                f"lookupMin {self.lookup_min} must be <= lookupMax {self.lookup_max} "
+                "(vLLM refuses it)"
+            )
+        return self

@@ -42,12 +42,16 @@ from gke_inference.workloads.fit import (
     tensor_parallel_problem,
     usable_bytes_per_device,
 )
-from gke_inference.workloads.loading import Loader, loader_args, loader_problems, startup_rows
-from gke_inference.workloads.lora import lora_args, lora_problems, lora_rows, lora_span_problems
+from gke_inference.workloads.loading import Loader, loader_args, loader_problems
+from gke_inference.workloads.lora import lora_args, lora_problems, lora_span_problems
 from gke_inference.workloads.presets import resolve_architecture
 from gke_inference.workloads.quantization import quantization_flag, quantization_problems
-from gke_inference.workloads.serving_spec import LoraSettings
+from gke_inference.workloads.serving_spec import LoraSettings, SpeculativeSettings
 from gke_inference.workloads.spec import Architecture, WorkloadSpec
+from gke_inference.workloads.speculative import (
+    speculative_args,
+    speculative_problems,
+)
 
 MODEL_MOUNT = "/models"  # the model's folder is the mount root (only-dir)
 XLA_CACHE_MOUNT = "/xla-cache"  # TPU: persisted XLA compilation cache (VLLM_XLA_CACHE_PATH)
@@ -110,6 +114,8 @@ class Sizing:
     served_model_name: str
     lora: LoraSettings | None  # adapters served beside the model (workloads.lora)
     lora_gib: float  # their GPU slots across the replica
+    speculative: SpeculativeSettings | None  # workloads.speculative
+    draft_gib: float  # an EAGLE head's weights and KV across the replica
     # the attention backend vLLM will use (workloads.attention); pinned: set through
     # VLLM_ATTENTION_BACKEND, else vLLM's own choice, predicted
     attention: attention.Choice
@@ -143,7 +149,7 @@ class Sizing:
     def kv_budget_gib(self) -> float:
         """What vLLM gives the KV cache: usable memory minus the weights (and the LoRA
         adapter slots, which its memory profile runs)."""
-        return self.usable_gib - self.weights_gib - self.lora_gib
+        return self.usable_gib - self.weights_gib - self.lora_gib - self.draft_gib
 
     @property
     def headroom_gib(self) -> float:
@@ -176,65 +182,19 @@ class Sizing:
             args.append(f"--kv-cache-dtype={self.kv_cache_dtype}")
         if self.block_size:
             args.append(f"--block-size={self.block_size}")
-        return args + loader_args(self) + lora_args(self.lora) + self.extra_args
+        return [
+            *args,
+            *loader_args(self),
+            *lora_args(self.lora),
+            *speculative_args(self.speculative),
+            *self.extra_args,
+        ]
 
     def table(self) -> str:
-        acc = self.accelerator
-        per_device = usable_bytes_per_device(acc) / GIB
-        replicas = (
-            f", {self.replicas_per_node} replicas per node" if self.replicas_per_node > 1 else ""
-        )
-        rows = [
-            ("accelerator", f"{acc.display_name} ({acc.gke_label})"),
-            ("machine type", f"{self.shape.machine_type} ({self.shape.count} per node{replicas})"),
-            ("compute class", self.compute_class),
-            ("devices per replica", f"{self.devices} ({self.devices_per_pod} per pod)"),
-            ("tensor / pipeline parallel", f"{self.tensor_parallel} / {self.pipeline_parallel}"),
-            ("device memory", f"{acc.memory_gib:.1f} GiB ({acc.memory_mib} MiB as reported)"),
-            (
-                "usable per device",
-                f"{per_device:.1f} GiB (x {self.gpu_memory_utilization:.2f} utilization "
-                f"- {RUNTIME_RESERVE_GIB[acc.kind]:g} GiB reserved: context, activations, graphs)",
-            ),
-            ("usable per replica", f"{self.usable_gib:.1f} GiB"),
-            ("weights", f"{self.weights_gib:.1f} GiB"),
-            *lora_rows(self.lora, self.lora_gib),
-            ("KV cache budget", f"{self.kv_budget_gib:.1f} GiB (usable - weights - LoRA)"),
-            (
-                "KV cache per token",
-                f"{self.kv_bytes_per_token / 1024:.1f} KiB (full attention"
-                + (f", KV heads x{self.kv_replication}" if self.kv_replication > 1 else "")
-                + ")",
-            ),
-            (
-                "KV cache per sequence",
-                f"{self.kv_sequence_bytes / GIB:.2f} GiB at {self.max_model_len} tokens",
-            ),
-            (
-                "KV cache for concurrency",
-                f"{self.kv_cache_gib:.1f} GiB ({self.concurrency} x {self.max_model_len} tokens)",
-            ),
-            ("headroom", f"{self.headroom_gib:.1f} GiB"),
-            (
-                "sequences the cache holds",
-                f"{self.sequences_held(self.kv_sequence_bytes)} at {self.max_model_len} tokens, "
-                f"{self.sequences_held(self.typical_sequence_bytes)} at "
-                f"{min(TYPICAL_REQUEST_TOKENS, self.max_model_len)}",
-            ),
-            ("--gpu-memory-utilization", f"{self.gpu_memory_utilization:.2f}"),
-            ("--max-model-len", str(self.max_model_len)),
-            ("--max-num-seqs", str(self.max_num_seqs)),
-            ("--quantization", self.quantization or "none"),
-            ("--kv-cache-dtype", self.kv_cache_dtype),
-            ("--block-size", str(self.block_size) if self.block_size else "server default"),
-            ("attention backend", self.attention.describe(acc)),
-            *startup_rows(self),
-        ]
-        width = max(len(k) for k, _ in rows)
-        lines = [f"{k.ljust(width)}  {v}" for k, v in rows]
-        if self.reasons:
-            lines += ["", "why:"] + [f"  - {reason}" for reason in self.reasons]
-        return "\n".join(lines)
+        """The `size` report: the numbers, the flags, and why (workloads.sizing_table)."""
+        from gke_inference.workloads.sizing_table import sizing_table
+
+        return sizing_table(self)
 
 
 def vllm_default_max_num_seqs(acc: catalog.Accelerator) -> int:
@@ -375,16 +335,18 @@ def size(spec: WorkloadSpec, devices: int | None = None) -> Sizing:
     if arch is None or spec.model is None:
         raise SpecError(f"Cannot size workload {spec.name!r}", [Problem("model", "is required")])
     tp = devices if devices is not None else spec.tensor_parallel
-    problems = _input_problems(spec, arch, tp) + lora_problems(spec, arch)
+    problems = [
+        *_input_problems(spec, arch, tp),
+        *lora_problems(spec, arch),
+        *speculative_problems(spec, spec.model.preset),
+    ]
     backend = attention.for_spec(spec, arch.head_dim)
     if isinstance(backend, Problem):
         problems.append(backend)
     if problems:
         raise SpecError(f"Cannot size workload {spec.name!r}", problems)
     assert isinstance(backend, attention.Choice)
-    need = Need(
-        arch, spec.precision, spec.kv_cache_dtype, spec.context_length, spec.concurrency, spec.lora
-    )
+    need = need_of(spec, arch)
     layout = fit_layout(acc, need, tp)
     if layout is None:
         raise _does_not_fit(spec, need, tp)
@@ -406,7 +368,7 @@ def size(spec: WorkloadSpec, devices: int | None = None) -> Sizing:
         acc.kind,
     )
     adapters = need.adapters(degree)
-    held = int((usable_total - need.weights - adapters) // typical)
+    held = int((usable_total - need.weights - need.extras(degree)) // typical)
     max_num_seqs = max(spec.concurrency, min(vllm_default_max_num_seqs(acc), held))
     model = spec.model
     return Sizing(
@@ -423,6 +385,8 @@ def size(spec: WorkloadSpec, devices: int | None = None) -> Sizing:
         usable_gib=usable_total / GIB,
         lora=spec.lora,
         lora_gib=adapters / GIB,
+        speculative=spec.speculative,
+        draft_gib=need.draft / GIB,
         gpu_memory_utilization=memory_utilization(acc),
         max_model_len=spec.context_length,
         max_num_seqs=max_num_seqs,
@@ -443,21 +407,25 @@ def size(spec: WorkloadSpec, devices: int | None = None) -> Sizing:
     )
 
 
+def need_of(spec: WorkloadSpec, arch: Architecture) -> Need:
+    """What one replica of the spec must hold."""
+    return Need(
+        arch,
+        spec.precision,
+        spec.kv_cache_dtype,
+        spec.context_length,
+        spec.concurrency,
+        spec.lora,
+        spec.speculative,
+    )
+
+
 def alternatives(spec: WorkloadSpec) -> list[str]:
     """Single-node shapes that would hold the spec's model (for specs that span nodes)."""
     arch = resolve_architecture(spec)
     if arch is None:
         return []
-    return nearest_fits(
-        Need(
-            arch,
-            spec.precision,
-            spec.kv_cache_dtype,
-            spec.context_length,
-            spec.concurrency,
-            spec.lora,
-        )
-    )
+    return nearest_fits(need_of(spec, arch))
 
 
 def single_device_shape(spec: WorkloadSpec) -> catalog.MachineShape:

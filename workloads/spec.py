@@ -27,6 +27,7 @@ from gke_inference.workloads.serving_spec import (
     LoraSettings,
     RoutingSettings,
     ScalingSettings,
+    SpeculativeSettings,
 )
 from gke_inference.workloads.spec_types import GCS_PREFIX as _GCS_PREFIX
 from gke_inference.workloads.spec_types import GcsPath, SpecModel
@@ -260,6 +261,7 @@ class WorkloadSpec(SpecModel):
     streaming: StreamingSettings | None = None
     comfyui: ComfyUISettings | None = None
     lora: LoraSettings | None = None
+    speculative: SpeculativeSettings | None = None
     hugging_face_token_secret: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,255}$")
 
     @pydantic.model_validator(mode="after")
@@ -286,8 +288,9 @@ class WorkloadSpec(SpecModel):
             )
         if kind.gpu_only and acc.kind == "tpu":
             problems.append(f"{kind.component} needs a GPU accelerator")
-        if self.lora is not None and not kind.serves_model:
-            problems.append(f"lora adapters need a model server; kind {self.kind!r} has none")
+        for section in ("lora", "speculative"):
+            if getattr(self, section) is not None and not kind.serves_model:
+                problems.append(f"{section} needs a model server; kind {self.kind!r} has none")
         if problems:
             raise ValueError("; ".join(problems))
         return self

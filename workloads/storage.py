@@ -26,7 +26,7 @@ from gke_inference.workloads.lifecycle import (
     RUN_AS,
 )
 from gke_inference.workloads.platform_ref import PlatformRef
-from gke_inference.workloads.serving_spec import LoraAdapter
+from gke_inference.workloads.serving_spec import DraftHead, LoraAdapter
 from gke_inference.workloads.sizing import (
     XLA_CACHE_PREFIX,
     Sizing,
@@ -124,7 +124,10 @@ def serving_buckets(platform: PlatformRef, sizing: Sizing) -> list[tuple[pulumi.
     if sizing.loader == "streamer":
         # the streamer's GCS client lists through buckets.get (workloads.loading)
         grants.append((model_bucket(platform, sizing), "bucket-metadata"))
-    for bucket in dict.fromkeys(bucket_of(a.path) for a in adapters(sizing)):
+    extra = [a.path for a in adapters(sizing)] + (
+        [draft.path] if (draft := draft_of(sizing)) else []
+    )
+    for bucket in dict.fromkeys(bucket_of(path) for path in extra):
         if bucket not in buckets:
             grants.append((bucket, "read"))
     return grants
@@ -138,16 +141,31 @@ def adapters(sizing: Sizing) -> list[LoraAdapter]:
     return list(sizing.lora.adapters) if sizing.lora is not None else []
 
 
+def draft_of(sizing: Sizing) -> DraftHead | None:
+    return sizing.speculative.draft if sizing.speculative is not None else None
+
+
+def prefix_volume(name: str, uri: str) -> VolumeArgs:
+    """A gs:// folder as a read-only, cached FUSE mount root."""
+    return fuse_volume(
+        name,
+        bucket_of(uri),
+        only_dir=uri.removeprefix("gs://").partition("/")[2].strip("/"),
+        read_only=True,
+        cached=True,
+    )
+
+
+def draft_volumes(sizing: Sizing) -> list[VolumeArgs]:
+    """A speculative draft head's folder (workloads.speculative)."""
+    draft = draft_of(sizing)
+    return [prefix_volume("draft", draft.path)] if draft is not None else []
+
+
 def adapter_volumes(sizing: Sizing) -> list[VolumeArgs]:
     """Each LoRA adapter's folder, read-only and cached, the mount root (workloads.lora)."""
     return [
-        fuse_volume(
-            f"adapter-{index}",
-            bucket_of(adapter.path),
-            only_dir=adapter.path.removeprefix("gs://").partition("/")[2].strip("/"),
-            read_only=True,
-            cached=True,
-        )
+        prefix_volume(f"adapter-{index}", adapter.path)
         for index, adapter in enumerate(adapters(sizing))
     ]
 

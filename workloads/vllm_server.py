@@ -122,6 +122,7 @@ OWNED_FLAGS: dict[str, str] = {
     "--lora-modules": "lora.adapters",
     "--max-lora-rank": "lora.maxRank",
     "--max-loras": "lora.maxLoras",
+    "--speculative-config": "speculative",
     "--model-loader-extra-config": "model.loader (the streamer's concurrency and buffer)",
 }
 
