@@ -187,6 +187,7 @@ def _policy_check(args: argparse.Namespace) -> int:
 def _size(args: argparse.Namespace) -> int:
     from gke_inference.workloads.kinds import KINDS, Deployment, deployment_for
     from gke_inference.workloads.sizing import single_device_shape, size
+    from gke_inference.workloads.sizing_table import sizing_table
     from gke_inference.workloads.spec import load_spec
 
     spec = load_spec(args.spec)
@@ -223,7 +224,7 @@ def _size(args: argparse.Namespace) -> int:
         return ExitCode.OK
     if sizing is not None:
         sys.stdout.write(f"Sizing of {spec.name} ({spec.model.id if spec.model else ''})\n\n")
-        sys.stdout.write(sizing.table() + "\n")
+        sys.stdout.write(sizing_table(sizing) + "\n")
     else:
         acc = spec.accelerator_info
         rows = [

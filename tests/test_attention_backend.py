@@ -23,6 +23,7 @@ from gke_inference.inference import catalog
 from gke_inference.offline.planning import plan_workload
 from gke_inference.workloads import attention
 from gke_inference.workloads.sizing import size
+from gke_inference.workloads.sizing_table import sizing_table
 from gke_inference.workloads.spec import parse_spec
 from gke_inference.workloads.vllm_server import VLLM_IMAGES, server_version, table
 
@@ -152,7 +153,7 @@ def test_no_backend_at_all_is_a_problem() -> None:
 def test_tpu_always_runs_pallas() -> None:
     sized = size(parse_spec(spec_data("tpu-v6e")))
     assert sized.attention == attention.Choice("PALLAS", False)
-    assert "PALLAS (Pallas), the TPU platform's only kernel" in sized.table()
+    assert "PALLAS (Pallas), the TPU platform's only kernel" in sizing_table(sized)
 
 
 # --------------------------------------------------------------------------- the spec
@@ -160,7 +161,7 @@ def test_tpu_always_runs_pallas() -> None:
 
 def test_size_states_the_backend_and_why_the_first_choices_were_passed_over() -> None:
     sized = size(parse_spec(spec_data(kvCacheDtype="fp8", model=custom_model(128))))
-    text = sized.table()
+    text = sizing_table(sized)
     assert "attention backend" in text
     assert "FLASHINFER (FlashInfer), vLLM's first valid choice on compute capability 8.9" in text
     assert (

@@ -15,6 +15,7 @@ from gke_inference.offline.recording import Plan
 from gke_inference.workloads import lora
 from gke_inference.workloads.kinds import deployment_for
 from gke_inference.workloads.sizing import size
+from gke_inference.workloads.sizing_table import sizing_table
 from gke_inference.workloads.spec import parse_spec
 from gke_inference.workloads.vllm_metrics import METRICS
 from gke_inference.workloads.vllm_server import flag_problems, table
@@ -114,7 +115,9 @@ def test_slot_memory_comes_out_of_the_kv_budget() -> None:
     assert with_lora.lora_gib * GIB == pytest.approx(226_492_416)
     assert with_lora.kv_budget_gib == pytest.approx(plain.kv_budget_gib - with_lora.lora_gib)
     assert with_lora.max_num_seqs <= plain.max_num_seqs
-    assert "LoRA adapters" in with_lora.table() and "2 slot(s) of rank 16" in with_lora.table()
+    assert "LoRA adapters" in sizing_table(with_lora) and "2 slot(s) of rank 16" in sizing_table(
+        with_lora
+    )
 
 
 def test_one_slot_of_the_8b_model_is_84_mb() -> None:

@@ -27,6 +27,7 @@ from gke_inference.workloads import loading
 from gke_inference.workloads.kinds import deployment_for
 from gke_inference.workloads.loading import startup_seconds
 from gke_inference.workloads.sizing import size
+from gke_inference.workloads.sizing_table import sizing_table
 from gke_inference.workloads.spec import parse_spec
 from gke_inference.workloads.vllm_server import flag_problems, server_version, table
 
@@ -174,7 +175,7 @@ def test_the_startup_budget_follows_the_loader() -> None:
     assert startup_seconds(streamer) == 120 + 132 + 180
     assert (
         "432 s = 120 s start + 132 s read at 1 GiB/s + 180 s warm-up (fuse would read in 527 s)"
-        in streamer.table()
+        in sizing_table(streamer)
     )
 
 

@@ -36,8 +36,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gke_inference.inference import catalog
+from gke_inference.workloads.lora import lora_bytes
 from gke_inference.workloads.serving_spec import LoraSettings, SpeculativeSettings
 from gke_inference.workloads.spec import Architecture
+from gke_inference.workloads.speculative import draft_bytes
 
 GIB = 1024**3
 BYTES_PER_PARAMETER = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5}
@@ -117,8 +119,6 @@ class Need:
 
     def adapters(self, tp: int) -> float:
         """GPU memory of the LoRA adapter slots across the replica (0 without LoRA)."""
-        from gke_inference.workloads.lora import lora_bytes
-
         return 0.0 if self.lora is None else float(lora_bytes(self.arch, self.lora, tp))
 
     def kv(self, tp: int, kind: str) -> float:
@@ -129,8 +129,6 @@ class Need:
     @property
     def draft(self) -> float:
         """GPU memory of a speculative draft head across the replica (0 without one)."""
-        from gke_inference.workloads.speculative import draft_bytes
-
         tokens = self.concurrency * self.context
         return draft_bytes(self.arch, self.speculative, self.kv_cache_dtype, tokens)
 

@@ -190,12 +190,6 @@ class Sizing:
             *self.extra_args,
         ]
 
-    def table(self) -> str:
-        """The `size` report: the numbers, the flags, and why (workloads.sizing_table)."""
-        from gke_inference.workloads.sizing_table import sizing_table
-
-        return sizing_table(self)
-
 
 def vllm_default_max_num_seqs(acc: catalog.Accelerator) -> int:
     """vLLM's own --max-num-seqs default on ``acc`` (see VLLM_DEFAULT_MAX_NUM_SEQS)."""
