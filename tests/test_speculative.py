@@ -132,3 +132,13 @@ def test_tpu_runs_only_what_tpu_inference_proposes_with() -> None:
         deployment_for(parse_spec(data))
     (problem,) = info.value.problems
     assert problem.path == "speculative.method" and "ngram and eagle3 only" in problem.message
+
+
+def test_a_replica_across_nodes_is_refused() -> None:
+    data = spec_data(method="ngram")
+    data["model"] = {"id": "meta-llama/Llama-3.3-70B-Instruct", "preset": "llama-3.3-70b"}
+    del data["tensorParallel"]
+    with pytest.raises(SpecError) as info:
+        deployment_for(parse_spec(data))
+    (problem,) = info.value.problems
+    assert problem.path == "speculative" and "spans 2 nodes" in problem.message

@@ -51,6 +51,7 @@ from gke_inference.workloads.spec import Architecture, WorkloadSpec
 from gke_inference.workloads.speculative import (
     speculative_args,
     speculative_problems,
+    speculative_span_problems,
 )
 
 MODEL_MOUNT = "/models"  # the model's folder is the mount root (only-dir)
@@ -344,9 +345,12 @@ def size(spec: WorkloadSpec, devices: int | None = None) -> Sizing:
     layout = fit_layout(acc, need, tp)
     if layout is None:
         raise _does_not_fit(spec, need, tp)
-    problems = loader_problems(spec, layout.pipeline_parallel) + lora_span_problems(
-        spec, layout.pipeline_parallel
-    )
+    nodes = layout.pipeline_parallel
+    problems = [
+        *loader_problems(spec, nodes),
+        *lora_span_problems(spec, nodes),
+        *speculative_span_problems(spec, nodes),
+    ]
     if problems:
         raise SpecError(f"Cannot size workload {spec.name!r}", problems)
     degree = layout.tensor_parallel

@@ -110,3 +110,17 @@ def speculative_rows(settings: SpeculativeSettings | None, gib: float) -> list[t
         else f"{settings.method} head at {DRAFT_MOUNT}: {gib:.2f} GiB"
     )
     return [("speculative decoding", f"{settings.tokens} tokens a step, {what}")]
+
+
+def speculative_span_problems(spec: WorkloadSpec, nodes: int) -> list[Problem]:
+    """One node only: vLLM 0.11's V1 engine with pipeline stages on a Ray cluster and
+    speculation is not rehearsed here, and a head folder would be needed on every node."""
+    if spec.speculative is None or nodes == 1:
+        return []
+    return [
+        Problem(
+            "speculative",
+            f"speculative decoding is for replicas on one node; this one spans {nodes} nodes "
+            "(pipeline stages)",
+        )
+    ]
