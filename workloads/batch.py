@@ -44,17 +44,11 @@ from gke_inference.workloads.pods import (
 from gke_inference.workloads.queued import QueuedCapacity
 from gke_inference.workloads.sizing import Sizing
 from gke_inference.workloads.spec import WorkloadSpec
-from gke_inference.workloads.storage import fuse_volume
+from gke_inference.workloads.storage import fuse_volume, split_gcs
 
 INPUT_DIR = "/data/input"
 OUTPUT_DIR = "/data/output"
 EXIT_CONFIG = 2  # worker/README.md: configuration error, the same for every index
-
-
-def split_gcs(uri: str) -> tuple[str, str]:
-    """``gs://bucket/a/b/`` -> (``bucket``, ``a/b``)."""
-    bucket, _, prefix = uri.removeprefix("gs://").partition("/")
-    return bucket, prefix.strip("/")
 
 
 def as_native_sidecar(container: ContainerArgs) -> ContainerArgs:

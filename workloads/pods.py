@@ -46,7 +46,6 @@ from gke_inference.workloads.lifecycle import (
     user_env,
 )
 from gke_inference.workloads.loading import startup_seconds
-from gke_inference.workloads.lora import ADAPTER_MOUNT
 from gke_inference.workloads.platform_ref import PlatformRef
 from gke_inference.workloads.sizing import (
     MODEL_MOUNT,
@@ -54,15 +53,12 @@ from gke_inference.workloads.sizing import (
     Sizing,
 )
 from gke_inference.workloads.spec import WorkloadSpec
-from gke_inference.workloads.speculative import DRAFT_MOUNT
 from gke_inference.workloads.storage import (
-    adapter_volumes,
-    adapters,
-    draft_volumes,
     fuse_annotations,
     model_location,
     model_volume,
     scratch_volumes,
+    server_folders,
     service_account_with_bucket_access,
     serving_buckets,
     xla_cache_prefix,
@@ -265,14 +261,8 @@ def vllm_container(
     if sizing.loader == "fuse":
         mounts.insert(0, VolumeMountArgs(name="model", mount_path=MODEL_MOUNT, read_only=True))
     mounts += [
-        VolumeMountArgs(
-            name=volume.name, mount_path=f"{ADAPTER_MOUNT}/{adapter.name}", read_only=True
-        )
-        for adapter, volume in zip(adapters(sizing), adapter_volumes(sizing), strict=True)
-    ]
-    mounts += [
-        VolumeMountArgs(name=volume.name, mount_path=DRAFT_MOUNT, read_only=True)
-        for volume in draft_volumes(sizing)
+        VolumeMountArgs(name=folder.volume, mount_path=folder.mount_path, read_only=True)
+        for folder in server_folders(sizing)
     ]
     if sizing.accelerator.kind == "tpu":
         mounts.append(VolumeMountArgs(name="xla-cache", mount_path=XLA_CACHE_MOUNT))
@@ -418,7 +408,7 @@ def model_server_pod(
     neither (workloads.loading). The grace period outlasts the servers' drain."""
     fuse = sizing.loader == "fuse"
     own = [model_volume(platform, sizing)] if fuse else []
-    own += [*adapter_volumes(sizing), *draft_volumes(sizing)]
+    own += [folder.volume_args() for folder in server_folders(sizing)]
     if sizing.accelerator.kind == "tpu":
         own.append(xla_cache_volume(platform, sizing, vllm_version))
     uses_fuse = any(v.csi is not None for v in [*own, *(volumes or [])])

@@ -13,6 +13,8 @@ the pod's Kubernetes service account through Workload Identity: no keys.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_kubernetes.core.v1 import (
@@ -25,12 +27,13 @@ from gke_inference.platform.identity import project_number
 from gke_inference.workloads.lifecycle import (
     RUN_AS,
 )
+from gke_inference.workloads.lora import ADAPTER_MOUNT
 from gke_inference.workloads.platform_ref import PlatformRef
-from gke_inference.workloads.serving_spec import DraftHead, LoraAdapter
 from gke_inference.workloads.sizing import (
     XLA_CACHE_PREFIX,
     Sizing,
 )
+from gke_inference.workloads.speculative import DRAFT_MOUNT
 
 # Cloud Storage FUSE options for read-mostly model weights: cache metadata and
 # file contents without expiry (weights never change under a path), read
@@ -124,50 +127,42 @@ def serving_buckets(platform: PlatformRef, sizing: Sizing) -> list[tuple[pulumi.
     if sizing.loader == "streamer":
         # the streamer's GCS client lists through buckets.get (workloads.loading)
         grants.append((model_bucket(platform, sizing), "bucket-metadata"))
-    extra = [a.path for a in adapters(sizing)] + (
-        [draft.path] if (draft := draft_of(sizing)) else []
-    )
-    for bucket in dict.fromkeys(bucket_of(path) for path in extra):
+    for bucket in dict.fromkeys(split_gcs(folder.uri)[0] for folder in server_folders(sizing)):
         if bucket not in buckets:
             grants.append((bucket, "read"))
     return grants
 
 
-def bucket_of(uri: str) -> str:
-    return uri.removeprefix("gs://").split("/", 1)[0]
+def split_gcs(uri: str) -> tuple[str, str]:
+    """``gs://bucket/a/b/`` -> (``bucket``, ``a/b``)."""
+    bucket, _, prefix = uri.removeprefix("gs://").partition("/")
+    return bucket, prefix.strip("/")
 
 
-def adapters(sizing: Sizing) -> list[LoraAdapter]:
-    return list(sizing.lora.adapters) if sizing.lora is not None else []
+@dataclass(frozen=True)
+class Folder:
+    """A gs:// folder the server reads besides its weights, mounted read-only and cached."""
+
+    volume: str  # the pod's volume name
+    uri: str
+    mount_path: str
+
+    def volume_args(self) -> VolumeArgs:
+        bucket, prefix = split_gcs(self.uri)
+        return fuse_volume(self.volume, bucket, only_dir=prefix, read_only=True, cached=True)
 
 
-def draft_of(sizing: Sizing) -> DraftHead | None:
-    return sizing.speculative.draft if sizing.speculative is not None else None
-
-
-def prefix_volume(name: str, uri: str) -> VolumeArgs:
-    """A gs:// folder as a read-only, cached FUSE mount root."""
-    return fuse_volume(
-        name,
-        bucket_of(uri),
-        only_dir=uri.removeprefix("gs://").partition("/")[2].strip("/"),
-        read_only=True,
-        cached=True,
-    )
-
-
-def draft_volumes(sizing: Sizing) -> list[VolumeArgs]:
-    """A speculative draft head's folder (workloads.speculative)."""
-    draft = draft_of(sizing)
-    return [prefix_volume("draft", draft.path)] if draft is not None else []
-
-
-def adapter_volumes(sizing: Sizing) -> list[VolumeArgs]:
-    """Each LoRA adapter's folder, read-only and cached, the mount root (workloads.lora)."""
-    return [
-        prefix_volume(f"adapter-{index}", adapter.path)
-        for index, adapter in enumerate(adapters(sizing))
+def server_folders(sizing: Sizing) -> list[Folder]:
+    """The LoRA adapters' folders (workloads.lora) and a speculative draft head's
+    (workloads.speculative)."""
+    folders = [
+        Folder(f"adapter-{index}", adapter.path, f"{ADAPTER_MOUNT}/{adapter.name}")
+        for index, adapter in enumerate(sizing.lora.adapters if sizing.lora else [])
     ]
+    draft = sizing.speculative.draft if sizing.speculative is not None else None
+    if draft is not None:
+        folders.append(Folder("draft", draft.path, DRAFT_MOUNT))
+    return folders
 
 
 def xla_cache_prefix(sizing: Sizing, vllm_version: str) -> str:
