@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from gke_inference.automation.store import SQLStore
 from gke_inference.core import stack_config
 from gke_inference.offline.planning import plan_platform
 from gke_inference.offline.recording import Plan
@@ -75,3 +76,13 @@ def plan_of() -> Callable[..., Plan]:
 def any_plan(request: pytest.FixtureRequest) -> Plan:
     stack, *overrides = request.param
     return platform_plan(stack, *overrides)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SQLStore]:
+    """The service's SQLite store, in the test's own directory."""
+    from gke_inference.automation.databases import open_store
+
+    store = open_store(tmp_path / "service.db")
+    yield store
+    store.close()

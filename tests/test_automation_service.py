@@ -74,13 +74,6 @@ def runner(tmp_path: Path, gate: Gate) -> OfflineRunner:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SQLStore]:
-    store = open_store(tmp_path / "service.db")
-    yield store
-    store.close()
-
-
-@pytest.fixture
 def client(runner: OfflineRunner, store: SQLStore) -> Iterator[TestClient]:
     with TestClient(create_app(runner, store, token=TOKEN)) as client:
         yield client

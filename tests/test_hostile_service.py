@@ -22,7 +22,7 @@ import uvicorn
 import yaml
 from fastapi.testclient import TestClient
 
-from gke_inference.automation.databases import open_store, redact_error, redact_url
+from gke_inference.automation.databases import redact_error, redact_url
 from gke_inference.automation.offline_runner import OfflineRunner
 from gke_inference.automation.service import ServiceConfigError, create_app
 from gke_inference.automation.settings import (
@@ -52,13 +52,6 @@ MiB = 1 << 20
 def runner(tmp_path: Path) -> OfflineRunner:
     deploy_platforms(offline_settings(tmp_path), tmp_path / "offline.json", "dev")
     return OfflineRunner(offline_settings(tmp_path), state_file=tmp_path / "offline.json")
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SQLStore]:
-    store = open_store(tmp_path / "service.db")
-    yield store
-    store.close()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import json
 import re
-from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,6 @@ import yaml
 from fastapi.testclient import TestClient
 from pulumi import automation as auto
 
-from gke_inference.automation.databases import open_store
 from gke_inference.automation.errors import (
     NotDeployedError,
     PlatformNotDeployedError,
@@ -438,13 +436,6 @@ def test_destroying_a_platform_with_workloads_is_a_user_error(runner: OfflineRun
         runner.run("destroy", PlatformStack("dev"))
     assert isinstance(refused.value, UserInputError)  # exit 2, HTTP 422
     assert "still has workloads deployed (gemma-3-1b)" in str(refused.value)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SQLStore]:
-    store = open_store(tmp_path / "service.db")
-    yield store
-    store.close()
 
 
 def test_service_rechecks_a_stored_spec_before_accepting_a_preview(
