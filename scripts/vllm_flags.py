@@ -605,6 +605,36 @@ def environment_variables(resolver: Resolver) -> list[str]:
     raise SystemExit("environment_variables not found in vllm/envs.py")
 
 
+COMPILE_BACKEND = "vllm.compilation.backends"
+
+
+def compile_cache(resolver: Resolver) -> dict[str, str]:
+    """Where torch.compile artifacts go: ``os.path.join(envs.<ROOT>, "<folder>", hash)``
+    in ``VllmBackend.__call__`` (the hash being vLLM's own key of the config)."""
+    module = resolver.module(COMPILE_BACKEND)
+    assert module is not None
+    call = _function(module.tree, "VllmBackend", "__call__")
+    found = [
+        node
+        for node in ast.walk(call)
+        if isinstance(node, ast.Call)
+        and _dotted(node.func) == "os.path.join"
+        and len(node.args) >= 2
+        and _dotted(node.args[0]).startswith("envs.")
+        and isinstance(node.args[1], ast.Constant)
+    ]
+    if len(found) != 1:
+        raise SystemExit(f"{COMPILE_BACKEND}: expected one cache-root join, found {len(found)}")
+    (join,) = found
+    root, folder = join.args[0], join.args[1]
+    assert isinstance(folder, ast.Constant) and isinstance(folder.value, str)
+    return {
+        "root": _dotted(root).removeprefix("envs."),
+        "folder": folder.value,
+        "source": "vllm/compilation/backends.py VllmBackend.__call__",
+    }
+
+
 REGISTRY = "vllm.attention.backends.registry"
 CUDA_PLATFORM = "vllm.platforms.cuda"
 ABSTRACT_BACKEND = "vllm.attention.backends.abstract"
@@ -794,6 +824,7 @@ def build_table(location: Path) -> dict[str, Any]:
         "flags": dict(sorted(flags.items())),
         "environment": environment_variables(resolver),
         "attentionBackends": attention_backends(resolver),
+        "compileCache": compile_cache(resolver),
     }
     table["sources"] = [{"path": p, "sha256": h} for p, h in sorted(source.read.items())]
     if source.zip is not None:

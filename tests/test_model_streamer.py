@@ -82,16 +82,25 @@ def streamed(tmp_path_factory: pytest.TempPathFactory) -> Plan:
     return plan_of(tmp_path_factory.mktemp("streamer"), streamer_spec())
 
 
-def test_the_pod_has_no_mount_and_no_sidecar(streamed: Plan) -> None:
+def test_the_weights_need_no_mount_and_no_prefetch(streamed: Plan) -> None:
     pod = server_pod(streamed)
-    assert not pod["metadata"].get("annotations")  # no gke-gcsfuse/volumes: no sidecar injected
     assert not pod["spec"].get("initContainers")  # no prefetch
-    assert {v["name"] for v in pod["spec"]["volumes"]} == {"tmp", "dshm"}
+    # The one FUSE volume is the shared compile cache (workloads.compile_cache).
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert set(volumes) == {"tmp", "dshm", "vllm-cache", "gke-gcsfuse-cache"}
+    assert "model" not in {m["name"] for m in server_of(pod)["volumeMounts"]}
     server = server_of(pod)
     assert flag(server["args"], "--model") == (
         "gs://acme-inference-dev-inf-dev-models/meta-llama/llama-3.1-8b-instruct"
     )
     assert check_resources(streamed.resources, None, source="default").mandatory == []
+
+
+def test_with_the_compile_cache_in_the_pod_no_sidecar_is_injected(tmp_path: Path) -> None:
+    plan = plan_of(tmp_path, streamer_spec(server={"compileCache": "pod"}))
+    pod = server_pod(plan)
+    assert not pod["metadata"].get("annotations")  # no gke-gcsfuse/volumes: no sidecar
+    assert {v["name"] for v in pod["spec"]["volumes"]} == {"tmp", "dshm"}
 
 
 def test_the_flags_are_the_pinned_servers(streamed: Plan) -> None:
@@ -148,6 +157,7 @@ def test_the_identity_may_get_the_bucket_the_client_lists_through(streamed: Plan
     assert grants == {
         (bucket, "roles/storage.objectViewer"),
         (bucket, "roles/storage.legacyBucketReader"),
+        (bucket, "roles/storage.objectUser"),  # the compile cache's prefix only
     }
     members = {r.inputs["member"] for r in streamed.by_type(IAM)}
     assert len(members) == 1 and "/sa/llama-stream" in members.pop()
@@ -156,6 +166,7 @@ def test_the_identity_may_get_the_bucket_the_client_lists_through(streamed: Plan
 def test_fuse_grants_no_bucket_metadata(tmp_path: Path) -> None:
     data = streamer_spec(name="llama-fuse")
     data["model"] = {**data["model"], "loader": "fuse"}
+    data["server"] = {"compileCache": "pod"}
     roles = {r.inputs["role"] for r in plan_of(tmp_path, data).by_type(IAM)}
     assert roles == {"roles/storage.objectViewer"}
 

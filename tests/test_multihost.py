@@ -98,8 +98,10 @@ def test_every_pod_of_the_group_takes_a_whole_node_of_the_class(plan: Plan) -> N
         assert pod["serviceAccountName"] == "big"
         assert any(v["name"] == "model" and "csi" in v for v in pod["volumes"])
         mounts = {m["mountPath"] for m in container["volumeMounts"]}
-        assert {"/models", "/tmp", "/dev/shm"} <= mounts
+        # each stage compiles its own ranks into the shared compile cache
+        assert {"/models", "/tmp", "/dev/shm", "/vllm-cache"} <= mounts
         env = {e["name"]: e for e in container["env"]}
+        assert env["VLLM_CACHE_ROOT"]["value"] == "/vllm-cache"
         assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
         assert env["NCCL_SOCKET_IFNAME"]["value"] == "eth0"
         assert container["securityContext"]["readOnlyRootFilesystem"] is True

@@ -82,9 +82,14 @@ def test_model_weights_come_through_tuned_gcs_fuse() -> None:
     assert "only-dir:google/gemma-3-1b-it" in options
     prefetch = spec["initContainers"][0]
     assert prefetch["restartPolicy"] == "Always" and "safetensors" in prefetch["command"][-1]
-    grant = plan.one("gcp:storage/bucketIAMMember:BucketIAMMember").inputs
-    assert grant["role"] == "roles/storage.objectViewer"
-    assert grant["member"].endswith("/subject/ns/inference/sa/gemma-3-1b")
+    grants = plan.by_type("gcp:storage/bucketIAMMember:BucketIAMMember")
+    (read,) = [g.inputs for g in grants if "condition" not in g.inputs]
+    assert read["role"] == "roles/storage.objectViewer"
+    assert read["member"].endswith("/subject/ns/inference/sa/gemma-3-1b")
+    # the other grant is the compile cache's prefix (test_gpu_pods_may_write_...)
+    assert [g.inputs["role"] for g in grants if "condition" in g.inputs] == [
+        "roles/storage.objectUser"
+    ]
 
 
 def test_hardened_pod_and_load_aware_probes() -> None:
@@ -294,7 +299,12 @@ def test_a_gs_model_in_another_bucket_is_read_from_that_bucket(tmp_path: Path) -
         (r.inputs["bucket"], r.inputs["role"])
         for r in plan.by_type("gcp:storage/bucketIAMMember:BucketIAMMember")
     }
-    assert grants == {("team-b-models", "roles/storage.objectViewer")}
+    assert grants == {
+        ("team-b-models", "roles/storage.objectViewer"),
+        # the compile cache is in the platform bucket: listed, and written on its prefix
+        ("acme-inference-dev-inf-dev-models", "roles/storage.objectViewer"),
+        ("acme-inference-dev-inf-dev-models", "roles/storage.objectUser"),
+    }
     assert validate_manifests(kubernetes_objects(plan)) == []
 
 
@@ -310,6 +320,31 @@ def test_tpu_pods_may_write_their_xla_cache_prefix_only() -> None:
     )
     reads = [r.inputs for r in grants if r.inputs["role"] == "roles/storage.objectViewer"]
     assert [r["bucket"] for r in reads] == ["acme-inference-prod-inf-prod-models"]
+
+
+def test_gpu_pods_may_write_their_compile_cache_prefix_only() -> None:
+    plan = workload_plan("prod", "llama-3-3-70b-h100.yaml")
+    grants = plan.by_type("gcp:storage/bucketIAMMember:BucketIAMMember")
+    (write,) = [r.inputs for r in grants if r.inputs["role"] == "roles/storage.objectUser"]
+    assert write["bucket"] == "acme-inference-prod-inf-prod-models"
+    assert write["condition"]["expression"] == (
+        'resource.name.startsWith("projects/_/buckets/acme-inference-prod-inf-prod-models'
+        '/objects/vllm-cache/meta-llama--llama-3.3-70b-instruct/v0.11.2/a3-highgpu-4g-tp4/")'
+    )
+
+
+def test_a_server_with_its_compile_cache_in_the_pod_writes_nothing(tmp_path: Path) -> None:
+    for example in ("gemma-3-1b-l4.yaml", "qwen3-32b-tpu-v6e.yaml"):
+        spec = _variant(tmp_path, example, server={"compileCache": "pod"})
+        plan = plan_workload("prod", spec, project_dir=REPO)
+        roles = {
+            r.inputs["role"] for r in plan.by_type("gcp:storage/bucketIAMMember:BucketIAMMember")
+        }
+        assert roles == {"roles/storage.objectViewer"}, example
+        pod = pod_spec(plan)
+        assert {v["name"] for v in pod["volumes"]} & {"vllm-cache", "xla-cache"} == set()
+        env = {e["name"] for e in server(plan)["env"]}
+        assert env & {"VLLM_CACHE_ROOT", "VLLM_XLA_CACHE_PATH"} == set(), example
 
 
 def test_a_tpu_model_from_another_bucket_can_still_list_its_xla_cache(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from gke_inference.workloads.vllm_server import table
 from tests.test_runtime_cases import (
     CASES,
     FUSE_CASES,
@@ -27,6 +28,7 @@ from tests.test_runtime_cases import (
     Case,
     case,
     container,
+    env_of,
     flag,
     platform_model_bucket,
 )
@@ -186,6 +188,64 @@ def test_a_gs_model_in_another_bucket_is_mounted_from_that_bucket() -> None:
     model = next(v for v in pod["volumes"] if v["name"] == "model")
     assert model["csi"]["volumeAttributes"]["bucketName"] == OTHER_BUCKET
     assert "only-dir:checkpoints/gemma-3-1b-it" in model["csi"]["volumeAttributes"]["mountOptions"]
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_compile_artifacts_land_in_the_prefix_the_server_may_write(
+    name: str, tmp_path: Path
+) -> None:
+    """vLLM writes torch.compile artifacts to ``join($<root>, <folder>, <hash>, rank_0_0)``
+    (the pinned wheel's VllmBackend.__call__, recorded in its table) and XLA programs
+    to ``$VLLM_XLA_CACHE_PATH``: written through the rendered mount, the file must be
+    an object under the prefix the account's conditioned write grant names."""
+    c = case(name)
+    gcs = tmp_path / "gcs"
+    (gcs / platform_model_bucket(c.stack)).mkdir(parents=True)
+    if c.spec.accelerator_info.kind == "gpu":
+        layout = table("0.11.2")["compileCache"]
+        variable, tail = layout["root"], (layout["folder"], "0a1b2c3d4e", "rank_0_0")
+    else:
+        variable, tail = "VLLM_XLA_CACHE_PATH", ()
+    (grant,) = [
+        r.inputs
+        for r in c.plan.by_type("gcp:storage/bucketIAMMember:BucketIAMMember")
+        if "condition" in r.inputs
+    ]
+    written = f"projects/_/buckets/{grant['bucket']}/objects/"
+    admitted = grant["condition"]["expression"]
+    assert admitted.startswith('resource.name.startsWith("') and admitted.endswith('")')
+    allowed = admitted.removeprefix('resource.name.startsWith("').removesuffix('")')
+    for pod in c.serving_pods():
+        server = container(pod, "server")
+        env = env_of(server)
+        for volume in pod["volumes"]:  # gcsfuse shows an empty prefix as an empty root
+            if "csi" in volume and not volume["csi"].get("readOnly"):
+                volume_root(gcs, volume).mkdir(parents=True, exist_ok=True)
+        rootfs = container_view(tmp_path / pod["containers"][0]["name"], gcs, pod, server)
+        folder = inside(rootfs, env[variable]).joinpath(*tail)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "vllm_compile_cache.py").write_text("{}")
+        (object_path,) = [
+            p.relative_to(gcs / grant["bucket"]).as_posix()
+            for p in (gcs / grant["bucket"]).rglob("vllm_compile_cache.py")
+        ]
+        assert f"{written}{object_path}".startswith(allowed), (name, object_path, allowed)
+        (gcs / grant["bucket"] / object_path).unlink()
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_no_mount_is_nested_in_another(name: str) -> None:
+    """The runtime creates a nested mount's missing parents as root (0755) inside the
+    outer volume, which the server's uid then cannot write: /tmp/x on /tmp would
+    leave /tmp unwritable below it."""
+    for pod in case(name).serving_pods():
+        for c in [*pod.get("initContainers", []), *pod["containers"]]:
+            paths = [Path(m["mountPath"]) for m in c.get("volumeMounts", [])]
+            for path in paths:
+                assert not any(path != other and path.is_relative_to(other) for other in paths), (
+                    c["name"],
+                    path,
+                )
 
 
 def test_tpu_xla_cache_is_a_writable_bucket_prefix() -> None:

@@ -259,6 +259,7 @@ def test_batch_service_account_reads_model_and_input_writes_output() -> None:
     }
     assert grants == {
         ("acme-inference-dev-inf-dev-models", "roles/storage.objectViewer"),
+        ("acme-inference-dev-inf-dev-models", "roles/storage.objectUser"),  # compile cache
         ("acme-inference-dev-batch", "roles/storage.objectViewer"),
         ("acme-inference-dev-batch", "roles/storage.objectUser"),
     }

@@ -53,6 +53,7 @@ from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 from gke_inference.workloads.pods import (
     ModelServer,
     accelerator_resources,
+    compile_cache_mounts,
     container_security,
     server_env,
     vllm_container,
@@ -166,6 +167,8 @@ def worker_container(sizing: Sizing, image: pulumi.Input[str]) -> ContainerArgs:
             VolumeMountArgs(name="model", mount_path=MODEL_MOUNT, read_only=True),
             VolumeMountArgs(name="tmp", mount_path="/tmp"),
             VolumeMountArgs(name="dshm", mount_path="/dev/shm"),
+            # each stage compiles its own ranks (rank_<r>_0) into the shared cache
+            *compile_cache_mounts(sizing),
         ],
     )
 

@@ -8,7 +8,7 @@ for every kind that serves a model.
 
 What the node does with it (rehearsed by tests/test_runtime_*.py):
 
-- Weights, data and the XLA cache in Cloud Storage, and the grants to read
+- Weights, data and the compilation cache in Cloud Storage, and the grants to read
   and write them: :mod:`gke_inference.workloads.storage`.
 - User names for uids the images do not know, and the servers' preStop
   drain: :mod:`gke_inference.workloads.lifecycle`.
@@ -49,11 +49,11 @@ from gke_inference.workloads.loading import startup_seconds
 from gke_inference.workloads.platform_ref import PlatformRef
 from gke_inference.workloads.sizing import (
     MODEL_MOUNT,
-    XLA_CACHE_MOUNT,
     Sizing,
 )
 from gke_inference.workloads.spec import WorkloadSpec
 from gke_inference.workloads.storage import (
+    compile_cache_volume,
     fuse_annotations,
     model_location,
     model_volume,
@@ -61,8 +61,6 @@ from gke_inference.workloads.storage import (
     server_folders,
     service_account_with_bucket_access,
     serving_buckets,
-    xla_cache_prefix,
-    xla_cache_volume,
 )
 
 SERVER_PORT = 8000
@@ -226,11 +224,20 @@ def server_env(sizing: Sizing) -> list[EnvVarArgs]:
                 name="LD_LIBRARY_PATH", value="/usr/local/nvidia/lib64:/usr/local/cuda/lib64"
             )
         )
-    else:
-        env.append(EnvVarArgs(name="VLLM_XLA_CACHE_PATH", value=XLA_CACHE_MOUNT))
+    cache = sizing.compile_cache
+    if cache is not None:
+        env.append(EnvVarArgs(name=cache.env, value=cache.mount_path))
     if sizing.attention.pinned:
         env.append(EnvVarArgs(name=attention.ENV, value=sizing.attention.backend))
     return env
+
+
+def compile_cache_mounts(sizing: Sizing) -> list[VolumeMountArgs]:
+    """The persisted compile cache, where the server's env points (read-write)."""
+    cache = sizing.compile_cache
+    return (
+        [] if cache is None else [VolumeMountArgs(name=cache.volume, mount_path=cache.mount_path)]
+    )
 
 
 def vllm_container(
@@ -264,8 +271,7 @@ def vllm_container(
         VolumeMountArgs(name=folder.volume, mount_path=folder.mount_path, read_only=True)
         for folder in server_folders(sizing)
     ]
-    if sizing.accelerator.kind == "tpu":
-        mounts.append(VolumeMountArgs(name="xla-cache", mount_path=XLA_CACHE_MOUNT))
+    mounts += compile_cache_mounts(sizing)
     return ContainerArgs(
         name="server",
         image=image,
@@ -357,7 +363,7 @@ class ModelServer:
         opts: pulumi.ResourceOptions,
         extra_buckets: list[tuple[pulumi.Input[str], str]] | None = None,
     ) -> k8s.core.v1.ServiceAccount:
-        """Read the weights (and ``extra_buckets``); on TPUs write the XLA cache prefix."""
+        """Read the weights (and ``extra_buckets``); write the compile cache's prefix."""
         sizing, platform = self.sizing, self.platform
         return service_account_with_bucket_access(
             name,
@@ -367,8 +373,8 @@ class ModelServer:
             parent,
             opts,
             write_prefix=(
-                (platform.model_bucket, xla_cache_prefix(sizing, self.tag))
-                if sizing.accelerator.kind == "tpu"
+                (platform.model_bucket, sizing.compile_cache.prefix(self.tag))
+                if sizing.compile_cache is not None
                 else None
             ),
         )
@@ -404,13 +410,13 @@ def model_server_pod(
 ) -> k8s.core.v1.PodTemplateSpecArgs:
     """A pod on the sized compute class (or at ``placement``) with ``sidecars``, ``volumes``
     and scratch space. With the FUSE loader it reads the model through the mount, after
-    the prefetch sidecar (first); on TPUs it mounts the XLA cache; the streamer needs
+    the prefetch sidecar (first); it mounts the compile cache; the streamer needs
     neither (workloads.loading). The grace period outlasts the servers' drain."""
     fuse = sizing.loader == "fuse"
     own = [model_volume(platform, sizing)] if fuse else []
     own += [folder.volume_args() for folder in server_folders(sizing)]
-    if sizing.accelerator.kind == "tpu":
-        own.append(xla_cache_volume(platform, sizing, vllm_version))
+    if sizing.compile_cache is not None:
+        own.append(compile_cache_volume(platform, sizing.compile_cache, vllm_version))
     uses_fuse = any(v.csi is not None for v in [*own, *(volumes or [])])
     annotations = {
         **(fuse_annotations() if uses_fuse else {}),

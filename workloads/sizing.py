@@ -24,6 +24,8 @@ from gke_inference.core.errors import Problem, SpecError
 from gke_inference.inference import catalog
 from gke_inference.inference.compute_classes import COST_OPTIMIZED_SUFFIX
 from gke_inference.workloads import attention
+from gke_inference.workloads.compile_cache import CompileCache, compile_cache
+from gke_inference.workloads.compile_cache import Mode as CompileCacheMode
 from gke_inference.workloads.fit import (
     BYTES_PER_PARAMETER,
     GIB,
@@ -55,10 +57,6 @@ from gke_inference.workloads.speculative import (
 )
 
 MODEL_MOUNT = "/models"  # the model's folder is the mount root (only-dir)
-XLA_CACHE_MOUNT = "/xla-cache"  # TPU: persisted XLA compilation cache (VLLM_XLA_CACHE_PATH)
-XLA_CACHE_PREFIX = (
-    "xla-cache"  # ... in the platform model bucket: xla-cache/<model>/<vllm>/<topology>
-)
 
 # vLLM's own --max-num-seqs default for its OpenAI server
 # (EngineArgs._set_default_args / get_batch_defaults, v0.10-v0.11): 256, and
@@ -112,6 +110,7 @@ class Sizing:
     compute_class: str
     model_path: str  # what the server is given: the mount root (MODEL_MOUNT)
     loader: Loader  # how the weights reach it (workloads.loading)
+    compile_cache_mode: CompileCacheMode  # server.compileCache (workloads.compile_cache)
     served_model_name: str
     lora: LoraSettings | None  # adapters served beside the model (workloads.lora)
     lora_gib: float  # their GPU slots across the replica
@@ -155,6 +154,18 @@ class Sizing:
     @property
     def headroom_gib(self) -> float:
         return self.kv_budget_gib - self.kv_cache_gib
+
+    @property
+    def compile_cache(self) -> CompileCache | None:
+        """Where this server's compilation cache persists (None: in the pod)."""
+        return compile_cache(
+            self.accelerator.kind,
+            self.compile_cache_mode,
+            model_key=self.model_key,
+            machine_type=self.shape.machine_type,
+            devices_per_pod=self.devices_per_pod,
+            topology=self.shape.topology,
+        )
 
     def sequences_held(self, sequence_bytes: int) -> int:
         return int(self.kv_budget_gib * GIB // sequence_bytes)
@@ -395,6 +406,7 @@ def size(spec: WorkloadSpec, devices: int | None = None) -> Sizing:
         compute_class=class_for(spec, layout.shape),
         model_path=MODEL_MOUNT,
         loader=model.loader,
+        compile_cache_mode=spec.server.compile_cache,
         served_model_name=model.id if not model.in_bucket else spec.name,
         model_bucket=model.bucket,
         model_dir=model.bucket_path.strip("/"),

@@ -62,6 +62,9 @@ def sizing_table(sizing: Sizing) -> str:
         ("--block-size", str(sizing.block_size) if sizing.block_size else "server default"),
         ("attention backend", sizing.attention.describe(acc)),
         *startup_rows(sizing),
+        sizing.compile_cache.row()
+        if sizing.compile_cache
+        else ("compile cache", "in the pod's /tmp: every pod compiles (server.compileCache: pod)"),
     ]
     width = max(len(k) for k, _ in rows)
     lines = [f"{k.ljust(width)}  {v}" for k, v in rows]

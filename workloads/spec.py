@@ -20,6 +20,7 @@ from gke_inference.core.errors import Problem, SpecError, show_value
 from gke_inference.core.validation import describe_pattern, problems_from
 from gke_inference.inference import catalog
 from gke_inference.workloads.attention import AttentionBackendName
+from gke_inference.workloads.compile_cache import Mode as CompileCacheMode
 from gke_inference.workloads.kinds import KINDS
 from gke_inference.workloads.loading import Loader
 from gke_inference.workloads.serving_spec import (
@@ -164,6 +165,9 @@ class ServerSettings(SpecModel):
     # Pin vLLM's attention backend (VLLM_ATTENTION_BACKEND); default: vLLM's own choice,
     # which `size` predicts (workloads.attention).
     attention_backend: AttentionBackendName | None = None
+    # Where vLLM's compilation caches live (workloads.compile_cache): a prefix of the
+    # platform model bucket shared by the pods of one shape, or each pod's /tmp.
+    compile_cache: CompileCacheMode = "bucket"
 
     @pydantic.field_validator("extra_args")
     @classmethod

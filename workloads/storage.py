@@ -4,11 +4,12 @@ The weights come from the model's bucket (the platform's, or the one a
 ``gs://`` id names) through the Cloud Storage FUSE CSI driver, tuned for large
 sequential reads; the model's folder is the mount root (``only-dir``), so the
 server reads ``/models/config.json``. With ``model.loader: streamer`` the
-server reads the folder's gs:// URI itself instead (workloads.loading). TPU pods keep vLLM's XLA compilation
-cache under ``xla-cache/<model>/<vllm>/<topology>`` of the platform model
-bucket (read-write FUSE, write granted on that prefix only), so only the first
-pod of a model, version and topology compiles from scratch. Every grant is to
-the pod's Kubernetes service account through Workload Identity: no keys.
+server reads the folder's gs:// URI itself instead (workloads.loading).
+Servers keep vLLM's compilation cache in a prefix of the platform model bucket
+(workloads.compile_cache: read-write FUSE, write granted on that prefix only),
+so only the first pod of a model, version and machine shape compiles from
+scratch. Every grant is to the pod's Kubernetes service account through
+Workload Identity: no keys.
 """
 
 from __future__ import annotations
@@ -24,15 +25,13 @@ from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
 from gke_inference.inference.model_storage import grant_bucket_access
 from gke_inference.platform.identity import project_number
+from gke_inference.workloads.compile_cache import CompileCache
 from gke_inference.workloads.lifecycle import (
     RUN_AS,
 )
 from gke_inference.workloads.lora import ADAPTER_MOUNT
 from gke_inference.workloads.platform_ref import PlatformRef
-from gke_inference.workloads.sizing import (
-    XLA_CACHE_PREFIX,
-    Sizing,
-)
+from gke_inference.workloads.sizing import Sizing
 from gke_inference.workloads.speculative import DRAFT_MOUNT
 
 # Cloud Storage FUSE options for read-mostly model weights: cache metadata and
@@ -116,12 +115,12 @@ def model_volume(platform: PlatformRef, sizing: Sizing) -> VolumeArgs:
 
 
 def serving_buckets(platform: PlatformRef, sizing: Sizing) -> list[tuple[pulumi.Input[str], str]]:
-    """Read access a model server's account needs: the model's bucket, and on TPUs the
-    platform bucket too, where the XLA cache prefix is listed (its write grant is
-    conditioned on object names, which a listing is not); the streamer also reads the
-    model bucket's metadata."""
+    """Read access a model server's account needs: the model's bucket, and with a
+    persisted compile cache the platform bucket too, where its prefix is listed
+    (its write grant is conditioned on object names, which a listing is not); the
+    streamer also reads the model bucket's metadata."""
     buckets = [model_bucket(platform, sizing)]
-    if sizing.accelerator.kind == "tpu" and platform.model_bucket not in buckets:
+    if sizing.compile_cache is not None and platform.model_bucket not in buckets:
         buckets.append(platform.model_bucket)
     grants: list[tuple[pulumi.Input[str], str]] = [(bucket, "read") for bucket in buckets]
     if sizing.loader == "streamer":
@@ -165,20 +164,12 @@ def server_folders(sizing: Sizing) -> list[Folder]:
     return folders
 
 
-def xla_cache_prefix(sizing: Sizing, vllm_version: str) -> str:
-    """``xla-cache/<model>/<vllm version>/<topology>``: compiled programs are valid only
-    for the same model, server version and slice shape."""
-    topology = sizing.shape.topology or f"{sizing.shape.count}"
-    return f"{XLA_CACHE_PREFIX}/{sizing.model_key}/{vllm_version}/{topology}"
-
-
-def xla_cache_volume(platform: PlatformRef, sizing: Sizing, vllm_version: str) -> VolumeArgs:
-    """TPU: the persisted XLA cache, read-write and owned by the server's uid."""
+def compile_cache_volume(
+    platform: PlatformRef, cache: CompileCache, vllm_version: str
+) -> VolumeArgs:
+    """The persisted compilation cache, read-write and owned by the server's uid."""
     return fuse_volume(
-        "xla-cache",
-        platform.model_bucket,
-        only_dir=xla_cache_prefix(sizing, vllm_version),
-        read_only=False,
+        cache.volume, platform.model_bucket, only_dir=cache.prefix(vllm_version), read_only=False
     )
 
 
