@@ -269,6 +269,20 @@ def custom_resources(opts: pulumi.ResourceOptions) -> None:
             },
         ),
         custom(
+            "support",
+            "inference.networking.x-k8s.io/v1alpha2",
+            "InferenceModelRewrite",
+            {
+                "poolRef": {"name": "chat"},
+                "rules": [
+                    {
+                        "matches": [{"model": {"value": "support"}}],
+                        "targets": [{"modelRewrite": "support-v2", "weight": 10}],
+                    }
+                ],
+            },
+        ),
+        custom(
             "chat-latency",
             "monitoring.googleapis.com/v1",
             "Rules",

@@ -25,7 +25,13 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
 
-from gke_inference.inference.inference_extension import OBJECTIVE_GROUP, POOL_GROUP, POOL_VERSION
+from gke_inference.inference.inference_extension import (
+    OBJECTIVE_GROUP,
+    OBJECTIVE_VERSION,
+    POOL_GROUP,
+    POOL_VERSION,
+    REWRITE_KIND,
+)
 from gke_inference.workloads.epp_config import CONFIG_DIR, CONFIG_FILE, digest
 from gke_inference.workloads.network_policy import GMP_NAMESPACE, isolate
 from gke_inference.workloads.platform_ref import PlatformRef
@@ -55,6 +61,7 @@ class InferencePoolRouting:
         image: str,
         platform: PlatformRef,
         config: str,
+        rewrite_rules: list[dict[str, object]] | None = None,
     ) -> None:
         """``config``: the picker's EndpointPickerConfig (workloads.epp_config)."""
         self.pool_name = workload
@@ -79,7 +86,8 @@ class InferencePoolRouting:
                 ),
                 k8s.rbac.v1.PolicyRuleArgs(
                     api_groups=[OBJECTIVE_GROUP],
-                    resources=["inferenceobjectives"],
+                    # the picker watches both once discovery finds their CRDs
+                    resources=["inferenceobjectives", "inferencemodelrewrites"],
                     verbs=["get", "list", "watch"],
                 ),
             ],
@@ -279,6 +287,19 @@ class InferencePoolRouting:
             },
             opts=opts,
         )
+        if rewrite_rules:
+            # LoRA routes: the picker rewrites the request's model (workloads.lora)
+            k8s.apiextensions.CustomResource(
+                f"{name}-model-rewrite",
+                api_version=f"{OBJECTIVE_GROUP}/{OBJECTIVE_VERSION}",
+                kind=REWRITE_KIND,
+                metadata=ObjectMetaArgs(name=workload, namespace=namespace, labels=labels),
+                spec={
+                    "poolRef": {"group": POOL_GROUP, "kind": "InferencePool", "name": workload},
+                    "rules": rewrite_rules,
+                },
+                opts=opts,
+            )
 
     def _metrics_reader(
         self,

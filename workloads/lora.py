@@ -19,6 +19,17 @@ head_dim + 3 x intermediate)`` values (:func:`lora_bytes`). Llama 3.1 8B at
 rank 16, one slot: 84 MB; Llama 3.3 70B at rank 64, 4 slots on TP 4: 13.7 GB.
 The logits processor's small buffers (vocabulary x rank) are not counted.
 
+Routes (``lora.routes``, inference-pool only): a public name split over
+adapters by weight, for adapter rollouts. The endpoint picker (GAIE v1.5.0)
+reads the body's ``model``, and an ``InferenceModelRewrite`` rule that matches it
+exactly picks a target by weight and writes it into the forwarded body; the
+response's ``model`` is rewritten back to the name the client sent. Every
+target is a ``--lora-modules`` name, so the server always knows it. Without a
+route, a request naming an adapter goes to any replica (each serves every
+listed adapter), preferring one that has it loaded (``lora-affinity-scorer``).
+Rules always carry a match and a target: upstream, a rule without matches
+matches every request, and one without targets blanks the model.
+
 Not offered on TPUs: the pinned vllm-tpu (tpu-inference 0.11.1) refuses LoRA
 in its JAX worker ("LoRA is not supported by the JAX worker yet").
 """
@@ -116,4 +127,17 @@ def lora_rows(lora: LoraSettings | None, gib: float) -> list[tuple[str, str]]:
             "LoRA adapters",
             f"{gib:.2f} GiB: {lora.max_loras} slot(s) of rank {lora.max_rank} ({names})",
         )
+    ]
+
+
+def rewrite_rules(lora: LoraSettings | None) -> list[dict[str, object]]:
+    """``InferenceModelRewrite`` rules of the routes: one exact match each."""
+    if lora is None:
+        return []
+    return [
+        {
+            "matches": [{"model": {"type": "Exact", "value": route.model}}],
+            "targets": [{"modelRewrite": t.adapter, "weight": t.weight} for t in route.targets],
+        }
+        for route in lora.routes
     ]

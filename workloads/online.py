@@ -16,6 +16,7 @@ from gke_inference.workloads.autoscaling import (
     serving_min_available,
     vllm_hpa_spec,
 )
+from gke_inference.workloads.lora import rewrite_rules
 from gke_inference.workloads.multihost import (
     LWS_API_VERSION,
     LWS_KIND,
@@ -175,6 +176,7 @@ class OnlineInference(pulumi.ComponentResource):
                 image=epp_image,
                 platform=platform,
                 config=config_text(spec.routing.scorer_weights, sizing),
+                rewrite_rules=rewrite_rules(spec.lora),
             )
             target_kind, backend_name = "InferencePool", pool.pool_name
             callers: list[PodPeer] = [(pool.picker_selector, [SERVER_PORT])]

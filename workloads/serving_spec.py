@@ -24,6 +24,29 @@ class LoraAdapter(SpecModel):
 MaxLoraRank = Literal[1, 8, 16, 32, 64, 128, 256, 320, 512]  # vLLM 0.11 MaxLoRARanks
 
 
+class LoraTarget(SpecModel):
+    adapter: str  # a listed adapter's name
+    weight: int = Field(default=1, ge=1, le=1_000_000)  # InferenceModelRewrite bounds
+
+
+class LoraRoute(SpecModel):
+    """Requests naming ``model`` go to the targets by weight (workloads.lora): the
+    picker rewrites the body's model (InferenceModelRewrite) and the response back."""
+
+    model: str = Field(pattern=r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,126}[A-Za-z0-9])?$")
+    targets: list[LoraTarget] = Field(min_length=1, max_length=8)
+
+    @pydantic.model_validator(mode="after")
+    def _distinct_targets(self) -> LoraRoute:
+        names = [t.adapter for t in self.targets]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(
+                f"route {self.model!r} lists {', '.join(repeated)} twice: give one target its weight"
+            )
+        return self
+
+
 class LoraSettings(SpecModel):
     """LoRA adapters served beside the base model (workloads.lora)."""
 
@@ -31,6 +54,8 @@ class LoraSettings(SpecModel):
     max_rank: Annotated[MaxLoraRank, pydantic.BeforeValidator(exact_int)] = 16
     # adapters one batch may mix (--max-loras); each is a GPU slot of maxRank
     max_loras: int = Field(default=1, ge=1, le=16)
+    # public names the endpoint picker splits over adapters (routing.mode: inference-pool)
+    routes: list[LoraRoute] = Field(default_factory=list, max_length=16)
 
     @pydantic.model_validator(mode="after")
     def _adapters(self) -> LoraSettings:
@@ -38,6 +63,17 @@ class LoraSettings(SpecModel):
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise ValueError(f"adapter names must be unique; {', '.join(repeated)} is repeated")
+        models = [r.model for r in self.routes]
+        repeated = sorted({m for m in models if models.count(m) > 1})
+        if repeated:
+            raise ValueError(f"route models must be unique; {', '.join(repeated)} is repeated")
+        for index, route in enumerate(self.routes):
+            unknown = [t.adapter for t in route.targets if t.adapter not in names]
+            if unknown:
+                raise ValueError(
+                    f"routes[{index}] ({route.model!r}) targets {', '.join(map(repr, unknown))}, "
+                    f"not among the adapters listed ({', '.join(names)})"
+                )
         if self.max_loras > len(self.adapters):
             raise ValueError(
                 f"maxLoras {self.max_loras} exceeds the {len(self.adapters)} adapters listed: "

@@ -279,6 +279,12 @@ class WorkloadSpec(SpecModel):
                 f"{self.routing.mode!r}); use {self.scaling.metric.removeprefix('pool-')!r} "
                 "or set routing.mode: inference-pool"
             )
+        if self.lora is not None and self.lora.routes and self.routing.mode != "inference-pool":
+            problems.append(
+                "lora.routes are applied by the endpoint picker, which only routing.mode "
+                f"'inference-pool' has (not {self.routing.mode!r}): set routing.mode: "
+                "inference-pool or remove the routes"
+            )
         if kind.serves_model and self.model is None:
             problems.append(f"model is required for kind {self.kind!r}")
         if kind.section is not None and getattr(self, kind.section) is None:
