@@ -251,8 +251,16 @@ def test_outputs_contract_is_complete(any_plan: Plan) -> None:
 
 
 def test_inference_objective_crd_is_installed_and_pinned(plan_of: Any) -> None:
-    crd = plan_of("dev").one("kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition").inputs
-    assert crd["metadata"]["name"] == "inferenceobjectives.inference.networking.x-k8s.io"
+    crds = plan_of("dev").by_type("kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition")
+    assert sorted(c.inputs["metadata"]["name"] for c in crds) == [
+        "inferencemodelrewrites.inference.networking.x-k8s.io",  # tests/test_lora_routes.py
+        "inferenceobjectives.inference.networking.x-k8s.io",
+    ]
+    (crd,) = [
+        c.inputs
+        for c in crds
+        if c.inputs["metadata"]["name"] == "inferenceobjectives.inference.networking.x-k8s.io"
+    ]
     assert crd["metadata"]["labels"]["gke-inference/api-version"] == "v1.5.0"
     version = crd["spec"]["versions"][0]
     assert version["name"] == "v1alpha2" and version["storage"] is True

@@ -49,11 +49,21 @@ def test_integers_stay_integers(capsys: pytest.CaptureFixture[str]) -> None:
     # A custom resource: its crd-schemas/ file says integer.
     compute_class = _one(doc, "kubernetes:cloud.google.com/v1:ComputeClass")["inputs"]
     assert type(compute_class["spec"]["priorities"][0]["gpu"]["count"]) is int
-    assert [f for r in doc["resources"] for f in _floats(r["inputs"], r["type"])] == []
-    # What is left as a float is a number the schema says is one.
+    # What is left as a float is a number the schema says is one: JSONSchemaProps'
+    # minimum/maximum are doubles (the InferenceModelRewrite CRD's weight bounds).
+    bounds = (
+        "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition.spec.versions[0].schema"
+        ".openAPIV3Schema.properties.spec.properties.rules.items.properties.targets.items"
+        ".properties.weight."
+    )
+    crd_floats = [f"{bounds}maximum=1000000.0", f"{bounds}minimum=1.0"]
+    left = [f for r in doc["resources"] for f in _floats(r["inputs"], r["type"])]
+    assert sorted(left) == crd_floats
     prod = _doc(capsys, "-s", "prod")
     left = [f for r in prod["resources"] for f in _floats(r["inputs"], r["type"])]
-    assert left == ["gcp:compute/subnetwork:Subnetwork.logConfig.flowSampling=0.5"]
+    assert sorted(left) == sorted(
+        ["gcp:compute/subnetwork:Subnetwork.logConfig.flowSampling=0.5", *crd_floats]
+    )
 
 
 def test_kubernetes_integers_of_a_workload_plan(capsys: pytest.CaptureFixture[str]) -> None:

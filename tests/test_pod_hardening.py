@@ -243,9 +243,14 @@ def test_the_endpoint_pickers_rbac_only_reads(plans: Mapping[str, Plan]) -> None
         if set(rule.get("resources") or []) == {"secrets"}:
             assert verbs <= reads and rule["resourceNames"], rule  # the metrics token only
         elif kind == "Role":
-            # its pool, the pool's pods and objectives, in its namespace only
+            # its pool, the pool's pods, objectives and model rewrites, in its namespace only
             assert verbs <= reads, rule
-            assert set(rule["resources"]) <= {"pods", "inferencepools", "inferenceobjectives"}
+            assert set(rule["resources"]) <= {
+                "pods",
+                "inferencepools",
+                "inferenceobjectives",
+                "inferencemodelrewrites",
+            }
         elif "nonResourceURLs" in rule:
             assert rule == {"nonResourceURLs": ["/metrics"], "verbs": ["get"]}
         else:
