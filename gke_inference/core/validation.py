@@ -119,7 +119,10 @@ def problems_from(
             msg = item["msg"]
             if msg.startswith("Value error, "):
                 msg = msg[len("Value error, ") :]
-            message = f"{msg} (got {_show(item.get('input'))})"
+            value = item.get("input")
+            # A section's own rule (a model validator) names what it checked; echoing
+            # the whole section back would only bury the message.
+            message = msg if isinstance(value, dict) else f"{msg} (got {_show(value)})"
         problems.append(Problem(format_path(prefix, loc), message))
     return problems
 
