@@ -52,5 +52,6 @@ def checked_deployment(project_dir: Path, environment: str, spec: WorkloadSpec) 
         queued_pools=queued_node_pools(settings),
         admission=binary_authorization_allowlist(settings),
         digests_required=settings.image_digests_required,
+        region=settings.region,
     )
     return deployment

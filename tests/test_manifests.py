@@ -76,6 +76,22 @@ def custom(
     return build
 
 
+def snapshot_class(opts: pulumi.ResourceOptions) -> None:
+    """A kind whose fields are top-level (no spec): registered as the provider sees it."""
+    pulumi.CustomResource(
+        "kubernetes:snapshot.storage.k8s.io/v1:VolumeSnapshotClass",
+        "snapshot-class",
+        {
+            "apiVersion": "snapshot.storage.k8s.io/v1",
+            "kind": "VolumeSnapshotClass",
+            "metadata": {"name": "hdml"},
+            "driver": "pd.csi.storage.gke.io",
+            "deletionPolicy": "Delete",
+        },
+        opts=opts,
+    )
+
+
 def namespace(opts: pulumi.ResourceOptions) -> None:
     k8s.core.v1.Namespace("ns", metadata={"name": NS}, opts=opts)
 
@@ -257,6 +273,7 @@ LEADER_WORKER_SET: dict[str, Any] = {
 def custom_resources(opts: pulumi.ResourceOptions) -> None:
     """One object of every custom resource kind with a schema in the repo."""
     builders = [
+        snapshot_class,
         custom("l4", "cloud.google.com/v1", "ComputeClass", COMPUTE_CLASS, namespace=None),
         custom(
             "model-servers",
@@ -267,6 +284,12 @@ def custom_resources(opts: pulumi.ResourceOptions) -> None:
                 "endpoints": [{"port": "metrics", "path": "/metrics", "interval": "15s"}],
                 "targetLabels": {"metadata": ["pod", "container", "node"]},
             },
+        ),
+        custom(
+            "weights",
+            "snapshot.storage.k8s.io/v1",
+            "VolumeSnapshot",
+            {"volumeSnapshotClassName": "hdml", "source": {"persistentVolumeClaimName": "stage"}},
         ),
         custom(
             "support",

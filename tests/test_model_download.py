@@ -182,7 +182,7 @@ def test_download_step_rehearsed(tmp_path: Path, with_token: bool) -> None:
 
 def test_the_download_disk_follows_the_checkpoint_not_the_served_precision() -> None:
     from gke_inference.workloads.kinds import deployment_for
-    from gke_inference.workloads.model_download import checkpoint_gib
+    from gke_inference.workloads.loading import checkpoint_gib
 
     def gib(**model: object) -> float:
         spec = parse_spec({

@@ -53,6 +53,10 @@ def _variants(tmp: Path) -> dict[str, Plan]:
     pool["routing"] = {"mode": "inference-pool"}
     (tmp / "pool.yaml").write_text(yaml.safe_dump(pool))
     plans["inference pool"] = plan_workload("dev", str(tmp / "pool.yaml"), project_dir=REPO)
+    disk = yaml.safe_load((EXAMPLES / "gemma-3-1b-l4.yaml").read_text())
+    disk["model"].update(loader="hyperdisk-ml", hyperdiskMl={"zones": ["us-east4-a"]})
+    (tmp / "disk.yaml").write_text(yaml.safe_dump(disk))
+    plans["hyperdisk ml"] = plan_workload("dev", str(tmp / "disk.yaml"), project_dir=REPO)
     (tmp / "big.yaml").write_text(yaml.safe_dump(BIG))
     plans["multi-host"] = plan_workload(
         "dev", str(tmp / "big.yaml"), [L4_MACHINES], project_dir=REPO
@@ -77,7 +81,13 @@ def rendered_pods(plans: Mapping[str, Plan]) -> Iterator[tuple[str, dict[str, An
 def test_the_variants_render_every_kind_of_pod(plans: Mapping[str, Plan]) -> None:
     kinds = {(obj["kind"], obj["metadata"]["name"]) for _, obj, _ in rendered_pods(plans)}
     names = {name for _, name in kinds}
-    for expected in ("gemma-3-1b-epp", "big", "gemma-stream-worker", "llama-8b-batch"):
+    for expected in (
+        "gemma-3-1b-epp",
+        "big",
+        "gemma-stream-worker",
+        "llama-8b-batch",
+        "gemma-3-1b-weights-fill",
+    ):
         assert expected in names
     assert ("Deployment", "custom-metrics-stackdriver-adapter") in kinds
     assert ("LeaderWorkerSet", "big") in kinds
@@ -271,6 +281,7 @@ WITHOUT_PROBES = {
     ("LeaderWorkerSet", "worker"): "workloads/multihost.py",  # the group's readiness: leader
     ("Job", "worker"): "workloads/batch.py",  # runs to completion
     ("Job", "upload"): "workloads/model_download.py",  # init steps cannot have probes
+    ("Job", "fill"): "workloads/hyperdisk.py",  # runs to completion, nothing calls it
 }
 
 

@@ -250,6 +250,7 @@ def require_deployable_in(
     queued_pools: Mapping[str, Sequence[str]],
     admission: Sequence[str],
     digests_required: bool,
+    region: str,
 ) -> None:
     """Every rule that needs the target environment, before any resource is registered:
     its compute classes, its queued pools, production readiness, the images its cluster
@@ -263,6 +264,19 @@ def require_deployable_in(
         deployment, environment, admission=admission, digests_required=digests_required
     )
     spec = deployment.spec
+    disk = spec.model.hyperdisk_ml if spec.model is not None else None
+    if disk is not None:
+        outside = [
+            Problem(f"model.hyperdiskMl.zones[{i}]", f"zone {zone!r} is not in region {region!r}")
+            for i, zone in enumerate(disk.zones)
+            if not zone.startswith(f"{region}-")
+        ]
+        if outside:
+            raise SpecError(
+                f"Workload {spec.name!r} cannot keep its weights in {environment}: the "
+                f"cluster runs in {region}",
+                outside,
+            )
     if spec.routing.mode == "inference-pool" and gateway_exposure == "external":
         # GKE routes to InferencePool backends from its regional Gateway classes
         # (gke-l7-rilb, gke-l7-regional-external-managed); the platform's external

@@ -29,6 +29,12 @@ objects.get and objects.list (roles/storage.objectViewer) the pod's identity
 needs storage.buckets.get, which roles/storage.legacyBucketReader grants on
 the one bucket (workloads.storage.serving_buckets).
 
+- ``hyperdisk-ml``: the model's folder is copied once to a Hyperdisk ML volume
+  (one disk per listed zone, restored from one snapshot) that every replica
+  attaches read-only at ``/models`` (workloads.hyperdisk). No FUSE, no
+  prefetch: the server reads block storage at the volume's provisioned
+  throughput.
+
 Not offered where it cannot run: on TPUs, Google documents the streamer from
 vLLM TPU 0.18.0 on (the pinned vllm-tpu is v0.11.1), and a replica that spans
 nodes (pipeline stages on a Ray cluster) is left to FUSE: the streamer's
@@ -48,7 +54,7 @@ if TYPE_CHECKING:
     from gke_inference.workloads.sizing import Sizing
     from gke_inference.workloads.spec import WorkloadSpec
 
-Loader = Literal["fuse", "streamer"]
+Loader = Literal["fuse", "streamer", "hyperdisk-ml"]
 GIB = 1024**3
 
 # Cold read of the weights, per node. FUSE: 0.25 GiB/s (see sizing.startup_seconds
@@ -59,6 +65,12 @@ GIB = 1024**3
 # because accelerator nodes here have 16-200 Gbps NICs (g2-standard-8: 16 Gbps,
 # 2 GB/s at best) and the probe must not kill a slow but healthy load.
 READ_GIB_PER_SECOND: dict[Loader, float] = {"fuse": 0.25, "streamer": 1.0}
+# Hyperdisk ML: the volume's provisioned throughput, shared by every node that may
+# read the weights at once (maxReplicas x nodes per replica). Google publishes the
+# volume's range (400-1,200,000 MiB/s) and "high aggregate throughput to many VMs",
+# not how it divides or each machine type's cap, so the budget takes the share and
+# never more than the streamer's 1 GiB/s per node.
+HYPERDISK_READ_CEILING_GIB_PER_SECOND = 1.0
 # 32 concurrent range reads: the knee of that benchmark (64 is no faster).
 STREAMER_CONCURRENCY = 32
 # CPU staging buffer per device of the pod: leaves 12 of the container's 16 GiB per
@@ -79,9 +91,19 @@ STARTUP_MARGIN_SECONDS = 120
 WARMUP_SECONDS = {"gpu": 180, "tpu": 1800}
 
 
-def load_seconds(sizing: Sizing) -> int:
+def read_gib_per_second(sizing: Sizing, loader: Loader | None = None) -> float:
+    """What one node reads the weights at with ``loader`` (default: the sizing's)."""
+    loader = loader or sizing.loader
+    if loader != "hyperdisk-ml":
+        return READ_GIB_PER_SECOND[loader]
+    assert sizing.hyperdisk_ml is not None
+    share = sizing.hyperdisk_ml.throughput_mi_bps / 1024 / sizing.weight_readers
+    return min(share, HYPERDISK_READ_CEILING_GIB_PER_SECOND)
+
+
+def load_seconds(sizing: Sizing, loader: Loader | None = None) -> int:
     """The cold read of the weights at the loader's rate."""
-    return math.ceil(sizing.weights_gib / READ_GIB_PER_SECOND[sizing.loader])
+    return math.ceil(sizing.weights_gib / read_gib_per_second(sizing, loader))
 
 
 def startup_seconds(sizing: Sizing) -> int:
@@ -114,18 +136,26 @@ def startup_seconds(sizing: Sizing) -> int:
 def startup_rows(sizing: Sizing) -> list[tuple[str, str]]:
     """`size` rows: the loader, and the startup budget with the other loader's read."""
     other: Loader = "streamer" if sizing.loader == "fuse" else "fuse"
-    other_read = math.ceil(sizing.weights_gib / READ_GIB_PER_SECOND[other])
+    other_read = load_seconds(sizing, other)
+    hyperdisk = sizing.hyperdisk_ml
     how = {
         "fuse": "Cloud Storage FUSE mount at the model folder, prefetched into its file cache",
         "streamer": f"Run:ai Model Streamer from gs:// ({STREAMER_CONCURRENCY} concurrent "
         f"reads, {STREAMER_BUFFER_GIB_PER_DEVICE * sizing.devices_per_pod} GiB CPU buffer)",
+        "hyperdisk-ml": "Hyperdisk ML volume attached read-only"
+        + (
+            f" ({hyperdisk.throughput_mi_bps} MiB/s shared by up to {sizing.weight_readers} "
+            f"nodes, in {', '.join(hyperdisk.zones)})"
+            if hyperdisk
+            else ""
+        ),
     }
     return [
         ("weights loader", f"{sizing.loader}: {how[sizing.loader]}"),
         (
             "startup budget",
             f"{startup_seconds(sizing)} s = {STARTUP_MARGIN_SECONDS} s start + "
-            f"{load_seconds(sizing)} s read at {READ_GIB_PER_SECOND[sizing.loader]:g} GiB/s + "
+            f"{load_seconds(sizing)} s read at {read_gib_per_second(sizing):.3g} GiB/s + "
             f"{WARMUP_SECONDS[sizing.accelerator.kind]} s warm-up ({other} would read in "
             f"{other_read} s)",
         ),
@@ -145,8 +175,8 @@ def streamer_extra_config(sizing: Sizing) -> dict[str, int | bool]:
 
 
 def loader_args(sizing: Sizing) -> list[str]:
-    """The server flags of the loader (none for FUSE: the mount is a local folder)."""
-    if sizing.loader == "fuse":
+    """The server flags of the loader (none for FUSE or Hyperdisk ML: a local folder)."""
+    if sizing.loader != "streamer":
         return []
     config = json.dumps(streamer_extra_config(sizing), separators=(",", ":"), sort_keys=True)
     return [f"--load-format={STREAMER_LOAD_FORMAT}", f"--model-loader-extra-config={config}"]
@@ -174,3 +204,25 @@ def loader_problems(spec: WorkloadSpec, nodes: int) -> list[Problem]:
             )
         ]
     return []
+
+
+def checkpoint_gib(spec: WorkloadSpec, sizing: Sizing) -> float:
+    """Size of the checkpoint in the bucket: the served weights when it is
+    pre-quantized, else 16-bit weights (vLLM quantizes them while loading)."""
+    from gke_inference.workloads.fit import BYTES_PER_PARAMETER
+
+    assert spec.model is not None
+    if spec.model.prequantized:
+        return sizing.weights_gib
+    return sizing.weights_gib * 2 / BYTES_PER_PARAMETER[spec.precision]
+
+
+# Hyperdisk ML volumes are 4 GiB to 64 TiB; ext4's metadata and reserved blocks take
+# about 5% of a disk, and the tokenizer and config files are small beside the shards.
+HYPERDISK_MIN_GIB = 4
+HYPERDISK_MAX_GIB = 64 * 1024
+
+
+def hyperdisk_gib(spec: WorkloadSpec, sizing: Sizing) -> int:
+    """The Hyperdisk ML volume's size: the checkpoint plus 10% and 2 GiB of headroom."""
+    return max(HYPERDISK_MIN_GIB, math.ceil(checkpoint_gib(spec, sizing) * 1.1) + 2)

@@ -54,9 +54,9 @@ from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 from gke_inference.core.components import child_options
 from gke_inference.inference.workload_identity import ksa_principal
 from gke_inference.platform.identity import project_number
-from gke_inference.workloads.fit import BYTES_PER_PARAMETER
 from gke_inference.workloads.kinds import Deployment
 from gke_inference.workloads.lifecycle import user_env
+from gke_inference.workloads.loading import checkpoint_gib
 from gke_inference.workloads.network_policy import isolate
 from gke_inference.workloads.platform_ref import PlatformRef
 from gke_inference.workloads.pods import (
@@ -179,15 +179,6 @@ def weights_location(spec: WorkloadSpec, bucket: str = "<modelBucket>") -> str |
     if spec.model.in_bucket:
         return spec.model.id
     return f"gs://{bucket}/{spec.model.bucket_path}"
-
-
-def checkpoint_gib(spec: WorkloadSpec, sizing: Sizing) -> float:
-    """Size of the checkpoint on the Hub: the served weights when the checkpoint is
-    pre-quantized, else 16-bit weights (vLLM quantizes them while loading)."""
-    assert spec.model is not None
-    if spec.model.prequantized:
-        return sizing.weights_gib
-    return sizing.weights_gib * 2 / BYTES_PER_PARAMETER[spec.precision]
 
 
 class ModelDownload(pulumi.ComponentResource):

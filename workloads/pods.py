@@ -45,7 +45,7 @@ from gke_inference.workloads.lifecycle import (
     grace_period_seconds,
     user_env,
 )
-from gke_inference.workloads.loading import startup_seconds
+from gke_inference.workloads.loading import hyperdisk_gib, startup_seconds
 from gke_inference.workloads.platform_ref import PlatformRef
 from gke_inference.workloads.sizing import (
     MODEL_MOUNT,
@@ -61,6 +61,7 @@ from gke_inference.workloads.storage import (
     server_folders,
     service_account_with_bucket_access,
     serving_buckets,
+    weights_claim,
 )
 
 SERVER_PORT = 8000
@@ -265,7 +266,7 @@ def vllm_container(
         VolumeMountArgs(name="tmp", mount_path="/tmp"),
         VolumeMountArgs(name="dshm", mount_path="/dev/shm"),
     ]
-    if sizing.loader == "fuse":
+    if sizing.loader != "streamer":
         mounts.insert(0, VolumeMountArgs(name="model", mount_path=MODEL_MOUNT, read_only=True))
     mounts += [
         VolumeMountArgs(name=folder.volume, mount_path=folder.mount_path, read_only=True)
@@ -341,11 +342,13 @@ class ModelServer:
     platform: PlatformRef
     image: str
     tag: str  # the vLLM version, from the image tag
+    weights_claim: str | None = None  # the Hyperdisk ML claim (workloads.hyperdisk)
 
     @classmethod
     def of(cls, spec: WorkloadSpec, sizing: Sizing, platform: PlatformRef) -> ModelServer:
         image, tag = server_image(spec, platform)
-        return cls(spec.name, spec.kind, sizing, platform, image, tag)
+        claim = weights_claim(spec.name, sizing, hyperdisk_gib(spec, sizing))
+        return cls(spec.name, spec.kind, sizing, platform, image, tag, claim)
 
     @property
     def labels(self) -> dict[str, str]:
@@ -388,6 +391,7 @@ class ModelServer:
             self.platform,
             self.image,
             vllm_version=self.tag,
+            weights_claim=self.weights_claim,
             **options,
         )
 
@@ -407,13 +411,15 @@ def model_server_pod(
     vllm_version: str = "unknown",
     termination_grace_seconds: int | None = None,
     placement: Placement | None = None,
+    weights_claim: str | None = None,
 ) -> k8s.core.v1.PodTemplateSpecArgs:
     """A pod on the sized compute class (or at ``placement``) with ``sidecars``, ``volumes``
     and scratch space. With the FUSE loader it reads the model through the mount, after
-    the prefetch sidecar (first); it mounts the compile cache; the streamer needs
-    neither (workloads.loading). The grace period outlasts the servers' drain."""
+    the prefetch sidecar (first); with Hyperdisk ML it mounts ``weights_claim``
+    read-only; it mounts the compile cache; the streamer needs no model volume
+    (workloads.loading). The grace period outlasts the servers' drain."""
     fuse = sizing.loader == "fuse"
-    own = [model_volume(platform, sizing)] if fuse else []
+    own = [model_volume(platform, sizing, weights_claim)] if sizing.loader != "streamer" else []
     own += [folder.volume_args() for folder in server_folders(sizing)]
     if sizing.compile_cache is not None:
         own.append(compile_cache_volume(platform, sizing.compile_cache, vllm_version))

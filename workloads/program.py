@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 import pulumi
 
 from gke_inference.platform.kubeconfig import kubernetes_provider
+from gke_inference.workloads.hyperdisk import hyperdisk_weights_for
 from gke_inference.workloads.kinds import Deployment, require_deployable_in
 from gke_inference.workloads.model_download import (
     model_download_for,
@@ -26,11 +27,16 @@ from gke_inference.workloads.storage import model_location
 def build_workload(
     deployment: Deployment, platform: PlatformRef, opts: pulumi.ResourceOptions
 ) -> pulumi.ComponentResource:
-    """Weights first (when the spec downloads them), then the kind's component."""
+    """Weights first (when the spec downloads them, then onto Hyperdisk ML when it reads
+    them from there), then the kind's component."""
     download = model_download_for(deployment, platform, opts)
     if download is not None:
-        # The serving component waits for the download Job to complete.
+        # What follows waits for the download Job to complete.
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[download]))
+    disk = hyperdisk_weights_for(deployment, platform, opts)
+    if disk is not None:
+        # The serving component waits for the filled, restored volume to bind.
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[disk]))
     return deployment.kind.build(deployment, platform, opts)
 
 
@@ -49,6 +55,7 @@ def workload_program(
             queued_pools=platform.queued_node_pools,
             admission=platform.binary_authorization_allowlist,
             digests_required=platform.image_digests_required,
+            region=platform.region,
         )
         provider = kubernetes_provider(
             "platform-cluster", platform.cluster_name, platform.kubeconfig

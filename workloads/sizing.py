@@ -49,7 +49,7 @@ from gke_inference.workloads.lora import lora_args, lora_problems, lora_span_pro
 from gke_inference.workloads.presets import resolve_architecture
 from gke_inference.workloads.quantization import quantization_flag, quantization_problems
 from gke_inference.workloads.serving_spec import LoraSettings, SpeculativeSettings
-from gke_inference.workloads.spec import Architecture, WorkloadSpec
+from gke_inference.workloads.spec import Architecture, HyperdiskMlSettings, WorkloadSpec
 from gke_inference.workloads.speculative import (
     speculative_args,
     speculative_problems,
@@ -111,6 +111,8 @@ class Sizing:
     model_path: str  # what the server is given: the mount root (MODEL_MOUNT)
     loader: Loader  # how the weights reach it (workloads.loading)
     compile_cache_mode: CompileCacheMode  # server.compileCache (workloads.compile_cache)
+    hyperdisk_ml: HyperdiskMlSettings | None  # model.hyperdiskMl (workloads.hyperdisk)
+    weight_readers: int  # nodes that may read the weights at once (maxReplicas x nodes)
     served_model_name: str
     lora: LoraSettings | None  # adapters served beside the model (workloads.lora)
     lora_gib: float  # their GPU slots across the replica
@@ -407,6 +409,9 @@ def size(spec: WorkloadSpec, devices: int | None = None) -> Sizing:
         model_path=MODEL_MOUNT,
         loader=model.loader,
         compile_cache_mode=spec.server.compile_cache,
+        hyperdisk_ml=model.hyperdisk_ml,
+        weight_readers=layout.pipeline_parallel
+        * max(spec.scaling.max_replicas, spec.batch.parallelism if spec.batch else 1),
         served_model_name=model.id if not model.in_bucket else spec.name,
         model_bucket=model.bucket,
         model_dir=model.bucket_path.strip("/"),

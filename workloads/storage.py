@@ -14,6 +14,7 @@ Workload Identity: no keys.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import pulumi
@@ -96,15 +97,36 @@ def model_bucket(platform: PlatformRef, sizing: Sizing) -> str:
 
 
 def model_location(platform: PlatformRef, sizing: Sizing) -> str:
-    """What the server is given as ``--model``: the FUSE mount, or for the streamer the
-    weights' ``gs://<bucket>/<folder>`` (workloads.loading)."""
-    if sizing.loader == "fuse":
+    """What the server is given as ``--model``: the mount (FUSE or Hyperdisk ML), or for
+    the streamer the weights' ``gs://<bucket>/<folder>`` (workloads.loading)."""
+    if sizing.loader != "streamer":
         return sizing.model_path
     return f"gs://{model_bucket(platform, sizing)}/{sizing.model_dir}"
 
 
-def model_volume(platform: PlatformRef, sizing: Sizing) -> VolumeArgs:
-    """The weights: the model's folder of its bucket as the mount root, read-only, cached."""
+def weights_claim(workload: str, sizing: Sizing, disk_gib: int) -> str | None:
+    """The Hyperdisk ML claim holding the weights (workloads.hyperdisk), or None. Its
+    name changes with what was copied and how it is provisioned (folder, zones,
+    throughput, size): a claim's source and class are immutable, so a change is a
+    new claim, filled and bound before the pods move to it."""
+    settings = sizing.hyperdisk_ml
+    if settings is None:
+        return None
+    parts = [sizing.model_bucket or "", sizing.model_dir, *settings.zones]
+    key = "|".join([*parts, str(settings.throughput_mi_bps), str(disk_gib)])
+    return f"{workload}-weights-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+
+
+def model_volume(platform: PlatformRef, sizing: Sizing, claim: str | None = None) -> VolumeArgs:
+    """The weights: the Hyperdisk ML ``claim`` read-only, else the model's folder of its
+    bucket as a FUSE mount root, read-only, cached."""
+    if claim is not None:
+        return VolumeArgs(
+            name="model",
+            persistent_volume_claim=k8s.core.v1.PersistentVolumeClaimVolumeSourceArgs(
+                claim_name=claim, read_only=True
+            ),
+        )
     return fuse_volume(
         "model",
         model_bucket(platform, sizing),
