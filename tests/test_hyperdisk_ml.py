@@ -171,6 +171,25 @@ def test_the_fill_job_reads_the_bucket_and_nothing_writes_it(planned: Plan) -> N
     assert policy["policyTypes"] == ["Ingress", "Egress"]
 
 
+def test_the_servers_no_longer_read_the_weights_bucket(tmp_path: Path) -> None:
+    data = disk_spec()
+    data["model"] = {**data["model"], "id": "gs://team-b-models/llama-8b"}
+    file = tmp_path / "disk.yaml"
+    file.write_text(yaml.safe_dump(data))
+    plan = plan_workload("dev", str(file), project_dir=REPO)
+    grants = {
+        (r.inputs["member"].rsplit("/", 1)[1], r.inputs["bucket"], r.inputs["role"])
+        for r in plan.by_type("gcp:storage/bucketIAMMember:BucketIAMMember")
+    }
+    platform = "acme-inference-dev-inf-dev-models"
+    assert grants == {
+        ("llama-disk-weights", "team-b-models", "roles/storage.objectViewer"),  # the fill
+        # the server: its compile cache only
+        ("llama-disk", platform, "roles/storage.objectViewer"),
+        ("llama-disk", platform, "roles/storage.objectUser"),
+    }
+
+
 def _fake_gcloud(bin_dir: Path, gcs: Path) -> None:
     """``gcloud storage ls|rsync`` over a directory standing for Cloud Storage."""
     script = bin_dir / "gcloud"

@@ -220,7 +220,6 @@ def checkpoint_gib(spec: WorkloadSpec, sizing: Sizing) -> float:
 # Hyperdisk ML volumes are 4 GiB to 64 TiB; ext4's metadata and reserved blocks take
 # about 5% of a disk, and the tokenizer and config files are small beside the shards.
 HYPERDISK_MIN_GIB = 4
-HYPERDISK_MAX_GIB = 64 * 1024
 
 
 def hyperdisk_gib(spec: WorkloadSpec, sizing: Sizing) -> int:

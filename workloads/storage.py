@@ -140,8 +140,9 @@ def serving_buckets(platform: PlatformRef, sizing: Sizing) -> list[tuple[pulumi.
     """Read access a model server's account needs: the model's bucket, and with a
     persisted compile cache the platform bucket too, where its prefix is listed
     (its write grant is conditioned on object names, which a listing is not); the
-    streamer also reads the model bucket's metadata."""
-    buckets = [model_bucket(platform, sizing)]
+    streamer also reads the model bucket's metadata. A server that reads its weights
+    from Hyperdisk ML does not read their bucket (the fill Job did, workloads.hyperdisk)."""
+    buckets = [] if sizing.loader == "hyperdisk-ml" else [model_bucket(platform, sizing)]
     if sizing.compile_cache is not None and platform.model_bucket not in buckets:
         buckets.append(platform.model_bucket)
     grants: list[tuple[pulumi.Input[str], str]] = [(bucket, "read") for bucket in buckets]
