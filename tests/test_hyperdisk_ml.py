@@ -315,25 +315,8 @@ def test_bad_disk_settings_name_the_field(model: dict[str, Any], path: str, need
     assert problem.path == path and needle in problem.message, problem
 
 
-def test_zones_outside_the_clusters_region_are_refused_before_anything_is_registered() -> None:
+def _deploy_in(region: str) -> None:
     deployment = deployment_for(parse_spec(disk_spec()))
-    with pytest.raises(SpecError) as info:
-        require_deployable_in(
-            deployment,
-            environment="dev",
-            classes={"l4": deployment.compute_class},
-            gateway_exposure="internal",
-            queued_pools={},
-            admission=[],
-            digests_required=False,
-            region="us-central1",
-        )
-    assert [p.path for p in info.value.problems] == [
-        "model.hyperdiskMl.zones[0]",
-        "model.hyperdiskMl.zones[1]",
-    ]
-    assert "not in region 'us-central1'" in info.value.problems[0].message
-    # the same zones in the cluster's region pass
     require_deployable_in(
         deployment,
         environment="dev",
@@ -342,5 +325,16 @@ def test_zones_outside_the_clusters_region_are_refused_before_anything_is_regist
         queued_pools={},
         admission=[],
         digests_required=False,
-        region="us-east4",
+        region=region,
     )
+
+
+def test_zones_outside_the_clusters_region_are_refused_before_anything_is_registered() -> None:
+    with pytest.raises(SpecError) as info:
+        _deploy_in("us-central1")
+    assert [p.path for p in info.value.problems] == [
+        "model.hyperdiskMl.zones[0]",
+        "model.hyperdiskMl.zones[1]",
+    ]
+    assert "not in region 'us-central1'" in info.value.problems[0].message
+    _deploy_in("us-east4")  # the same zones in the cluster's region pass

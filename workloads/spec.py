@@ -17,6 +17,7 @@ from pydantic import Field
 
 from gke_inference.core import safe_yaml
 from gke_inference.core.errors import Problem, SpecError, show_value
+from gke_inference.core.settings import ZONE_PATTERN
 from gke_inference.core.validation import describe_pattern, problems_from
 from gke_inference.inference import catalog
 from gke_inference.workloads.attention import AttentionBackendName
@@ -116,9 +117,7 @@ class HyperdiskMlSettings(SpecModel):
     that every replica attaches read-only (workloads.hyperdisk)."""
 
     # One disk per zone, restored from one snapshot; serving pods schedule there.
-    zones: list[Annotated[str, Field(pattern=r"^[a-z]+-[a-z]+[0-9]+-[a-z]$")]] = Field(
-        min_length=1, max_length=4
-    )
+    zones: list[Annotated[str, Field(pattern=ZONE_PATTERN)]] = Field(min_length=1, max_length=4)
     # The volume's provisioned read throughput (Hyperdisk ML: 400-1,200,000 MiB/s).
     throughput_mi_bps: int = Field(default=2400, ge=400, le=1_200_000)
 

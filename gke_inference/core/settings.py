@@ -49,7 +49,7 @@ _PROJECT_ID = describe_pattern(
     "a GCP project id: 6-30 lowercase letters, digits or hyphens, starting with a letter",
 )
 _REGION = describe_pattern(r"^[a-z]+-[a-z]+[0-9]+$", "a GCP region such as us-east4")
-_ZONE = describe_pattern(r"^[a-z]+-[a-z]+[0-9]+-[a-z]$", "a GCP zone such as us-east4-a")
+ZONE_PATTERN = describe_pattern(r"^[a-z]+-[a-z]+[0-9]+-[a-z]$", "a GCP zone such as us-east4-a")
 _DNS_LABEL = describe_pattern(
     r"^[a-z]([a-z0-9-]*[a-z0-9])?$",
     "a DNS label: lowercase letters, digits and hyphens, starting with a letter",
@@ -161,7 +161,7 @@ class ClusterSettings(StrictModel):
     authorized_networks_min_public_prefix: int = Field(default=MIN_PUBLIC_PREFIX, ge=8, le=32)
     dns_endpoint: bool = True
     deletion_protection: bool | None = None
-    node_locations: list[Annotated[str, Field(pattern=_ZONE)]] | None = None
+    node_locations: list[Annotated[str, Field(pattern=ZONE_PATTERN)]] | None = None
     system_pool: SystemPool = SystemPool()
     maintenance_window: MaintenanceWindow = MaintenanceWindow()
     gateway_api_channel: Literal["CHANNEL_STANDARD", "CHANNEL_EXPERIMENTAL"] = "CHANNEL_STANDARD"
@@ -255,7 +255,7 @@ class AcceleratorPool(StrictModel):
     reservation: str | None = Field(default=None, pattern=_DNS_LABEL)
     min_nodes: int = Field(default=0, ge=0, le=1000)
     max_nodes: int = Field(default=4, ge=1, le=1000)
-    node_locations: list[Annotated[str, Field(pattern=_ZONE)]] | None = None
+    node_locations: list[Annotated[str, Field(pattern=ZONE_PATTERN)]] | None = None
 
     @pydantic.model_validator(mode="after")
     def _consistent(self) -> AcceleratorPool:
@@ -315,7 +315,7 @@ class AnywhereCacheSettings(StrictModel):
     """SSD-backed zonal read caches of the model bucket (Cloud Storage Anywhere Cache),
     in the zones the model servers run in (inference.model_storage)."""
 
-    zones: list[Annotated[str, Field(pattern=_ZONE)]] = Field(min_length=1, max_length=10)
+    zones: list[Annotated[str, Field(pattern=ZONE_PATTERN)]] = Field(min_length=1, max_length=10)
     # Cloud Storage accepts 1 hour to 7 days (default 1 day); weights change only
     # with a new revision under a new path, so a week keeps a model hot.
     ttl_hours: int = Field(default=168, ge=1, le=168)
