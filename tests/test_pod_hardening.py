@@ -81,14 +81,9 @@ def rendered_pods(plans: Mapping[str, Plan]) -> Iterator[tuple[str, dict[str, An
 def test_the_variants_render_every_kind_of_pod(plans: Mapping[str, Plan]) -> None:
     kinds = {(obj["kind"], obj["metadata"]["name"]) for _, obj, _ in rendered_pods(plans)}
     names = {name for _, name in kinds}
-    for expected in (
-        "gemma-3-1b-epp",
-        "big",
-        "gemma-stream-worker",
-        "llama-8b-batch",
-        "gemma-3-1b-weights-fill",
-    ):
+    for expected in ("gemma-3-1b-epp", "big", "gemma-stream-worker", "llama-8b-batch"):
         assert expected in names
+    assert any(n.startswith("gemma-3-1b-weights-") and n.endswith("-fill") for n in names)
     assert ("Deployment", "custom-metrics-stackdriver-adapter") in kinds
     assert ("LeaderWorkerSet", "big") in kinds
 

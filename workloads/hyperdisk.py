@@ -205,7 +205,8 @@ class HyperdiskWeights(pulumi.ComponentResource):
         fill = k8s.batch.v1.Job(
             f"{name}-fill-job",
             metadata=ObjectMetaArgs(
-                name=f"{account}-fill",
+                # a new claim is a new fill (the old Job stays with the old claim)
+                name=f"{claim}-fill",
                 annotations={"pulumi.com/timeoutSeconds": str(deadline + 600)},
                 namespace=namespace, labels=labels,
             ),
