@@ -209,6 +209,7 @@ def loader_problems(spec: WorkloadSpec, nodes: int) -> list[Problem]:
 def checkpoint_gib(spec: WorkloadSpec, sizing: Sizing) -> float:
     """Size of the checkpoint in the bucket: the served weights when it is
     pre-quantized, else 16-bit weights (vLLM quantizes them while loading)."""
+    # here, not at the top: spec imports this module, and fit imports spec
     from gke_inference.workloads.fit import BYTES_PER_PARAMETER
 
     assert spec.model is not None

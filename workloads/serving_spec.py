@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 import pydantic
 from pydantic import Field
 
+from gke_inference.core.validation import repeated
 from gke_inference.workloads.spec_types import GCS_PREFIX, GcsPath, SpecModel, exact_int
 
 
@@ -38,11 +39,10 @@ class LoraRoute(SpecModel):
 
     @pydantic.model_validator(mode="after")
     def _distinct_targets(self) -> LoraRoute:
-        names = [t.adapter for t in self.targets]
-        repeated = sorted({n for n in names if names.count(n) > 1})
-        if repeated:
+        twice = repeated([t.adapter for t in self.targets])
+        if twice:
             raise ValueError(
-                f"route {self.model!r} lists {', '.join(repeated)} twice: give one target its weight"
+                f"route {self.model!r} lists {twice} twice: give one target its weight"
             )
         return self
 
@@ -60,13 +60,10 @@ class LoraSettings(SpecModel):
     @pydantic.model_validator(mode="after")
     def _adapters(self) -> LoraSettings:
         names = [a.name for a in self.adapters]
-        repeated = sorted({n for n in names if names.count(n) > 1})
-        if repeated:
-            raise ValueError(f"adapter names must be unique; {', '.join(repeated)} is repeated")
-        models = [r.model for r in self.routes]
-        repeated = sorted({m for m in models if models.count(m) > 1})
-        if repeated:
-            raise ValueError(f"route models must be unique; {', '.join(repeated)} is repeated")
+        if twice := repeated(names):
+            raise ValueError(f"adapter names must be unique; {twice} is repeated")
+        if twice := repeated([r.model for r in self.routes]):
+            raise ValueError(f"route models must be unique; {twice} is repeated")
         for index, route in enumerate(self.routes):
             unknown = [t.adapter for t in route.targets if t.adapter not in names]
             if unknown:

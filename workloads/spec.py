@@ -18,7 +18,7 @@ from pydantic import Field
 from gke_inference.core import safe_yaml
 from gke_inference.core.errors import Problem, SpecError, show_value
 from gke_inference.core.settings import ZONE_PATTERN
-from gke_inference.core.validation import describe_pattern, problems_from
+from gke_inference.core.validation import describe_pattern, problems_from, repeated
 from gke_inference.inference import catalog
 from gke_inference.workloads.attention import AttentionBackendName
 from gke_inference.workloads.compile_cache import Mode as CompileCacheMode
@@ -124,9 +124,8 @@ class HyperdiskMlSettings(SpecModel):
     @pydantic.field_validator("zones")
     @classmethod
     def _distinct(cls, value: list[str]) -> list[str]:
-        repeated = sorted({z for z in value if value.count(z) > 1})
-        if repeated:
-            raise ValueError(f"zones must be distinct; {', '.join(repeated)} is repeated")
+        if twice := repeated(value):
+            raise ValueError(f"zones must be distinct; {twice} is repeated")
         regions = sorted({z.rsplit("-", 1)[0] for z in value})
         if len(regions) > 1:
             raise ValueError(f"zones must share one region; these span {', '.join(regions)}")

@@ -39,7 +39,13 @@ from gke_inference.core.images import (
     Upstream,
 )
 from gke_inference.core.networks import MIN_PUBLIC_PREFIX, too_public
-from gke_inference.core.validation import StrictModel, describe_pattern, format_path, problems_from
+from gke_inference.core.validation import (
+    StrictModel,
+    describe_pattern,
+    format_path,
+    problems_from,
+    repeated,
+)
 from gke_inference.inference import catalog
 
 PROJECT_NAMESPACE = PLATFORM_PROJECT  # config keys are <project>:<key>
@@ -323,11 +329,8 @@ class AnywhereCacheSettings(StrictModel):
     @pydantic.field_validator("zones")
     @classmethod
     def _one_cache_per_zone(cls, value: list[str]) -> list[str]:
-        repeated = sorted({z for z in value if value.count(z) > 1})
-        if repeated:
-            raise ValueError(
-                f"a bucket has at most one cache per zone; {', '.join(repeated)} is listed twice"
-            )
+        if twice := repeated(value):
+            raise ValueError(f"a bucket has at most one cache per zone; {twice} is listed twice")
         return value
 
 

@@ -87,6 +87,11 @@ def accepted_keys(model: type[pydantic.BaseModel], loc: Sequence[int | str]) -> 
 PATTERN_HELP: dict[str, str] = {}
 
 
+def repeated(values: Sequence[str]) -> str:
+    """The values listed more than once, sorted and comma-joined ("" when none)."""
+    return ", ".join(sorted({v for v in values if values.count(v) > 1}))
+
+
 def describe_pattern(pattern: str, help_text: str) -> str:
     """Register what a pattern means for people; returns the pattern for use in Field()."""
     PATTERN_HELP[pattern] = help_text
